@@ -1,0 +1,40 @@
+# Shared build conventions for Portico's own targets.
+
+# Warnings for code we write; generated protobuf code does not get them.
+add_library(portico_warnings INTERFACE)
+target_compile_options(portico_warnings INTERFACE
+  -Wall -Wextra -Wpedantic -Wshadow=local -Wnon-virtual-dtor -Wno-missing-field-initializers
+  $<$<BOOL:${PORTICO_WERROR}>:-Werror>)
+
+# Linking feature that keeps a shared library even when nothing references it
+# (gRPC reflection registers itself from a static initializer).
+set(CMAKE_LINK_LIBRARY_USING_NO_AS_NEEDED
+  "LINKER:--push-state,--no-as-needed" "<LINK_ITEM>" "LINKER:--pop-state")
+set(CMAKE_LINK_LIBRARY_USING_NO_AS_NEEDED_SUPPORTED TRUE)
+
+# portico_library(<name> [SOURCES ...] [PUBLIC_DEPS ...] [PRIVATE_DEPS ...])
+# Defines portico_<name> with alias portico::<name>, public headers in include/.
+function(portico_library name)
+  cmake_parse_arguments(ARG "" "" "SOURCES;PUBLIC_DEPS;PRIVATE_DEPS" ${ARGN})
+  if(ARG_SOURCES)
+    add_library(portico_${name} STATIC ${ARG_SOURCES})
+    target_include_directories(portico_${name} PUBLIC ${CMAKE_CURRENT_SOURCE_DIR}/include)
+    target_link_libraries(portico_${name} PUBLIC ${ARG_PUBLIC_DEPS} PRIVATE ${ARG_PRIVATE_DEPS} portico_warnings)
+  else()
+    add_library(portico_${name} INTERFACE)
+    target_include_directories(portico_${name} INTERFACE ${CMAKE_CURRENT_SOURCE_DIR}/include)
+    target_link_libraries(portico_${name} INTERFACE ${ARG_PUBLIC_DEPS})
+  endif()
+  add_library(portico::${name} ALIAS portico_${name})
+endfunction()
+
+# portico_test(<name> SOURCES ... DEPS ... [LABELS ...])
+function(portico_test name)
+  cmake_parse_arguments(ARG "" "" "SOURCES;DEPS;LABELS" ${ARGN})
+  add_executable(${name} ${ARG_SOURCES})
+  target_link_libraries(${name} PRIVATE ${ARG_DEPS} GTest::gtest GTest::gmock GTest::gtest_main portico_warnings)
+  add_test(NAME ${name} COMMAND ${name})
+  if(ARG_LABELS)
+    set_tests_properties(${name} PROPERTIES LABELS "${ARG_LABELS}")
+  endif()
+endfunction()
