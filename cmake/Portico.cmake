@@ -38,3 +38,26 @@ function(portico_test name)
     set_tests_properties(${name} PROPERTIES LABELS "${ARG_LABELS}")
   endif()
 endfunction()
+
+# portico_fuzz_target(<name> SOURCES ... DEPS ... [CORPUS dir])
+# A libFuzzer target (LLVMFuzzerTestOneInput). With PORTICO_BUILD_FUZZERS=ON
+# (clang) it links -fsanitize=fuzzer for real fuzzing; otherwise it links a
+# small driver that replays the seed corpus plus a fixed number of
+# deterministic random mutations, and runs as a CTest test (label `fuzz`).
+function(portico_fuzz_target name)
+  cmake_parse_arguments(ARG "" "CORPUS" "SOURCES;DEPS" ${ARGN})
+  add_executable(${name} ${ARG_SOURCES})
+  target_link_libraries(${name} PRIVATE ${ARG_DEPS} portico_warnings)
+  if(PORTICO_BUILD_FUZZERS)
+    target_compile_options(${name} PRIVATE -fsanitize=fuzzer,address,undefined)
+    target_link_options(${name} PRIVATE -fsanitize=fuzzer,address,undefined)
+  else()
+    target_sources(${name} PRIVATE ${PROJECT_SOURCE_DIR}/tests/fuzz/replay_main.cc)
+    set(corpus_arg "")
+    if(ARG_CORPUS)
+      set(corpus_arg ${ARG_CORPUS})
+    endif()
+    add_test(NAME ${name} COMMAND ${name} ${corpus_arg})
+    set_tests_properties(${name} PROPERTIES LABELS fuzz)
+  endif()
+endfunction()
