@@ -68,12 +68,21 @@ struct VerifierOptions {
   std::string audience;  // required `aud`
   std::chrono::seconds leeway{30};
   std::size_t cache_size = 10000;  // verified tokens kept until they expire
+  /// Current time in seconds since the epoch; empty = the system clock.
+  std::function<std::int64_t()> clock;
 };
 
 /// Verifies compact JWS tokens against a KeySet. On an unknown `kid` it calls
 /// `refresh` (if set) at most once per `refresh_interval`, then retries once.
 /// Every failure is kUnauthenticated with a short reason ("expired",
 /// "bad signature", "unknown key", "malformed", ...). Thread-safe.
+/// `refresh` runs on the verifying thread, one call at a time; threads that
+/// meet an unknown `kid` meanwhile wait for it. It must not call Verify.
+/// Verified tokens are cached (bounded LRU); a cached token is still checked
+/// against the clock and against the KeySet, so it stops verifying once it
+/// expires or once its key leaves the set. Required claims: iss, aud (string
+/// or array), sub, role, iat, exp; iat beyond now + leeway is rejected.
+/// A null KeySet or a leeway outside [0, 24h] is a bug: std::invalid_argument.
 class Verifier {
  public:
   using Refresh = std::function<void()>;

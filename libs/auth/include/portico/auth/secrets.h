@@ -16,13 +16,16 @@ struct PasswordParams {
 
 /// Argon2id hash in the PHC string form ("$argon2id$v=19$m=...,t=...,p=1$...").
 /// CPU- and memory-heavy (tens of ms): call it off latency-critical threads.
-/// kInternal only if memory runs out.
+/// kInternal only if memory runs out. Parameters below libsodium's minimum
+/// (t=1, m=8 KiB) are a bug: std::invalid_argument. Never truncates `password`.
 Result<std::string> HashPassword(std::string_view password, const PasswordParams& params);
 
-/// True if `password` matches `hash`. A malformed hash is simply false.
+/// True if `password` matches `hash`. A malformed or non-Argon2id hash is
+/// simply false. As costly as HashPassword with the hash's own parameters.
 bool VerifyPassword(std::string_view hash, std::string_view password);
 
-/// True if `hash` was made with weaker parameters than `params`.
+/// True if `hash` was made with parameters other than `params` (weaker or
+/// stronger), or is not an Argon2id hash at all: rehash on the next sign-in.
 bool PasswordNeedsRehash(std::string_view hash, const PasswordParams& params);
 
 /// `bytes` random bytes from the OS CSPRNG, base64url without padding.

@@ -63,7 +63,9 @@ class Config {
 
  private:
   friend Result<Config> Load(const std::vector<Var>&, const EnvLookup&);
-  struct Value;
+  const std::string& Raw(std::string_view name, Kind kind) const;
+
+  // Validated text of each variable (enum values lower-cased); getters parse it.
   std::map<std::string, std::string, std::less<>> raw_;
   std::map<std::string, bool, std::less<>> set_;
   std::map<std::string, Kind, std::less<>> kinds_;
