@@ -1,0 +1,87 @@
+#pragma once
+// One libpq connection and the statement protocol the library speaks on it.
+// Internal: the public API is portico/pg/pool.h.
+
+#include <libpq-fe.h>
+
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include "portico/core/deadline.h"
+#include "portico/core/result.h"
+#include "portico/pg/param.h"
+#include "portico/pg/rows.h"
+
+namespace portico::pg {
+
+struct ResultDeleter {
+  void operator()(PGresult* r) const { PQclear(r); }
+};
+using UniqueResult = std::unique_ptr<PGresult, ResultDeleter>;
+
+struct Rows::Impl {
+  UniqueResult result;
+};
+
+class Connection {
+ public:
+  /// Opens a connection, giving up at the earlier of `deadline` and
+  /// `connect_timeout` from now. On failure `detail` gets libpq's message.
+  static Result<std::unique_ptr<Connection>> Open(const std::string& url, Deadline deadline,
+                                                  std::chrono::milliseconds connect_timeout,
+                                                  std::string* detail);
+  ~Connection();
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+
+  /// One statement bounded by `deadline` (server-side statement_timeout
+  /// unless kNoDeadline; client-side a grace period later).
+  Result<Rows> Exec(std::string_view sql, std::span<const Param> params, Deadline deadline);
+  /// A multi-statement script (simple query protocol), bounded likewise.
+  Status ExecScript(std::string_view sql, Deadline deadline);
+  /// A transaction-control statement (BEGIN/COMMIT/ROLLBACK): no
+  /// statement_timeout (it would not survive an aborted transaction), but the
+  /// client stops waiting at `wait_limit`.
+  Result<Rows> ExecControl(const char* sql, Deadline wait_limit);
+
+  /// Connected and not known to be broken.
+  bool usable() const;
+  /// Inside a transaction block (open or aborted).
+  bool in_transaction() const;
+  bool in_failed_transaction() const;
+  /// For an idle connection: reads anything the server sent meanwhile (e.g.
+  /// its goodbye after pg_terminate_backend) without blocking, and reports
+  /// whether the connection is still good for reuse.
+  bool CheckIdle();
+  void MarkBroken() { broken_ = true; }
+
+  const std::string& last_sqlstate() const { return last_sqlstate_; }
+  const std::string& last_constraint() const { return last_constraint_; }
+  const std::string& last_error_message() const { return last_error_message_; }
+
+ private:
+  explicit Connection(PGconn* conn) : conn_(conn) {}
+  Result<Rows> Run(std::string_view sql, std::span<const Param> params,
+                   const std::string* timeout_ms, Deadline wait_limit);
+  /// Waits until PQgetResult will not block. False if `wait_limit` passed or
+  /// the connection failed.
+  bool WaitForResult(Deadline wait_limit, bool* timed_out);
+  Error Failure(const PGresult* result);
+  Error Lost(std::string message);
+  void ClearLastError();
+
+  PGconn* conn_;
+  bool broken_ = false;
+  std::string last_sqlstate_;
+  std::string last_constraint_;
+  std::string last_error_message_;
+};
+
+/// statement_timeout in milliseconds for the time left before `deadline`
+/// (rounded down, capped to INT_MAX), or nullopt if none is left.
+std::optional<std::string> StatementTimeoutFor(Deadline deadline);
+
+}  // namespace portico::pg

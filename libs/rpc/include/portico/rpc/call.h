@@ -1,0 +1,91 @@
+#pragma once
+// Per-RPC plumbing shared by every service handler: request/trace ids from
+// metadata into the log context, the caller's deadline, bearer-token
+// authentication, one access-log line and metrics per RPC, and one top-level
+// catch so nothing escapes a handler.
+
+#include <grpcpp/client_context.h>
+#include <grpcpp/server_context.h>
+
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "portico/core/deadline.h"
+#include "portico/core/result.h"
+
+namespace portico::auth {
+class Verifier;
+}
+
+namespace portico::rpc {
+
+/// The authenticated caller.
+struct Principal {
+  std::string subject;  // user id, or the service name for role SERVICE
+  std::string role;     // "USER", "ADMIN" or "SERVICE"
+  std::vector<std::string> scopes;
+  bool IsAdmin() const { return role == "ADMIN"; }
+};
+
+/// What a handler knows about its call, decoded once from the metadata.
+class Call {
+ public:
+  explicit Call(grpc::ServerContext* ctx);
+
+  grpc::ServerContext* context() const { return ctx_; }
+  const std::string& request_id() const { return request_id_; }
+  const std::string& trace_id() const { return trace_id_; }
+  const std::string& span_id() const { return span_id_; }
+  /// The caller's deadline, capped at `max_budget` from now (default 30 s)
+  /// so a call without one cannot hold a database connection forever.
+  Deadline deadline() const { return deadline_; }
+  /// Metadata value or "" (first value only).
+  std::string Metadata(std::string_view key) const;
+  std::string user_agent() const { return Metadata("x-user-agent"); }
+  /// The end client's address as forwarded by the gateway, else the peer.
+  std::string client_address() const;
+
+  /// Verifies the `authorization: Bearer <jwt>` metadata. kUnauthenticated
+  /// if it is missing or invalid. The principal is remembered for the access log.
+  Result<Principal> Authenticate(const auth::Verifier& verifier);
+  /// As Authenticate, then kPermissionDenied unless the role is one of `roles`.
+  Result<Principal> Authorize(const auth::Verifier& verifier,
+                              std::initializer_list<std::string_view> roles);
+
+  /// Adds response metadata that the gateway turns into an HTTP header
+  /// (e.g. "etag", "location") or status ("x-http-status").
+  void SetHeader(const std::string& key, const std::string& value);
+
+  /// Copies request id, trace (as a new child span) and deadline into a
+  /// downstream call's context.
+  void PropagateTo(grpc::ClientContext* downstream) const;
+
+  const std::string& principal_subject() const { return subject_; }
+
+ private:
+  grpc::ServerContext* ctx_;
+  std::string request_id_;
+  std::string trace_id_;
+  std::string span_id_;
+  std::string parent_span_id_;
+  Deadline deadline_;
+  std::string subject_;
+};
+
+/// Runs `handler` for an RPC named `method` ("portico.users.v1.AuthService/Login"):
+/// sets the log context, converts a returned Error with ToGrpcStatus, turns
+/// any exception into INTERNAL (logged once, message not leaked), writes one
+/// access-log line and records `portico_grpc_requests_total{method,code}` and
+/// `portico_grpc_request_duration_seconds{method}`.
+grpc::Status Handle(grpc::ServerContext* ctx, std::string_view method,
+                    const std::function<Status(Call&)>& handler);
+
+/// Starts a W3C trace-context for a call that arrived without one (or a
+/// process-initiated job): 32-hex trace id and 16-hex span id.
+std::string NewTraceId();
+std::string NewSpanId();
+
+}  // namespace portico::rpc

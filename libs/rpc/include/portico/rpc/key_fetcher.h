@@ -1,0 +1,43 @@
+#pragma once
+// Keeps an auth::KeySet filled with the users service's public keys, fetched
+// over gRPC (portico.users.v1.AuthService/GetJwks). Used by every process
+// that verifies access tokens but does not sign them (gateway, data).
+
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <mutex>
+
+#include "portico/auth/jwt.h"
+#include "portico/core/deadline.h"
+#include "portico/core/result.h"
+
+namespace grpc {
+class Channel;
+}
+
+namespace portico::rpc {
+
+class KeyFetcher {
+ public:
+  explicit KeyFetcher(std::shared_ptr<grpc::Channel> users_channel);
+  ~KeyFetcher();
+
+  /// Fetches the JWKS and replaces the key set. kUnavailable if the users
+  /// service does not answer by `deadline`. Thread-safe; blocks.
+  Status Refresh(Deadline deadline);
+  /// The key set the verifier reads (never null; empty until a fetch works).
+  std::shared_ptr<auth::KeySet> keys() const { return keys_; }
+  /// True once a fetch has succeeded.
+  bool loaded() const { return loaded_.load(); }
+  /// A refresh callback for auth::Verifier (blocks up to 2 s).
+  auth::Verifier::Refresh RefreshCallback();
+
+ private:
+  std::shared_ptr<grpc::Channel> channel_;
+  std::shared_ptr<auth::KeySet> keys_ = std::make_shared<auth::KeySet>();
+  std::atomic<bool> loaded_{false};
+  std::mutex refresh_mu_;  // one fetch at a time
+};
+
+}  // namespace portico::rpc

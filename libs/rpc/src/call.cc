@@ -1,0 +1,193 @@
+#include "portico/rpc/call.h"
+
+#include <prometheus/counter.h>
+#include <prometheus/family.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+#include <sodium.h>
+
+#include <algorithm>
+#include <cctype>
+#include <chrono>
+#include <exception>
+
+#include "portico/admin/metrics.h"
+#include "portico/auth/jwt.h"
+#include "portico/core/uuid.h"
+#include "portico/log/log.h"
+#include "portico/rpc/status.h"
+
+namespace portico::rpc {
+namespace {
+
+constexpr auto kMaxBudget = std::chrono::seconds(30);
+
+std::string RandomHex(std::size_t bytes) {
+  static const bool ready = sodium_init() >= 0;
+  (void)ready;
+  std::string raw(bytes, '\0');
+  randombytes_buf(raw.data(), raw.size());
+  std::string hex(bytes * 2 + 1, '\0');
+  sodium_bin2hex(hex.data(), hex.size(), reinterpret_cast<const unsigned char*>(raw.data()),
+                 raw.size());
+  hex.pop_back();
+  return hex;
+}
+
+bool IsLowerHex(std::string_view s, std::size_t len) {
+  return s.size() == len && std::all_of(s.begin(), s.end(), [](char c) {
+           return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+         });
+}
+
+bool SaneRequestId(std::string_view id) {
+  return !id.empty() && id.size() <= 128 && std::all_of(id.begin(), id.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.';
+  });
+}
+
+struct RpcMetrics {
+  prometheus::Family<prometheus::Counter>& requests;
+  prometheus::Family<prometheus::Histogram>& duration;
+  static RpcMetrics& Get() {
+    static RpcMetrics m{
+        prometheus::BuildCounter()
+            .Name("portico_grpc_requests_total")
+            .Help("gRPC calls handled, by method and status code")
+            .Register(*admin::Registry()),
+        prometheus::BuildHistogram()
+            .Name("portico_grpc_request_duration_seconds")
+            .Help("gRPC handler latency, by method")
+            .Register(*admin::Registry())};
+    return m;
+  }
+};
+
+const char* GrpcCodeName(grpc::StatusCode code) {
+  switch (code) {
+    case grpc::StatusCode::OK: return "OK";
+    case grpc::StatusCode::CANCELLED: return "CANCELLED";
+    case grpc::StatusCode::UNKNOWN: return "UNKNOWN";
+    case grpc::StatusCode::INVALID_ARGUMENT: return "INVALID_ARGUMENT";
+    case grpc::StatusCode::DEADLINE_EXCEEDED: return "DEADLINE_EXCEEDED";
+    case grpc::StatusCode::NOT_FOUND: return "NOT_FOUND";
+    case grpc::StatusCode::ALREADY_EXISTS: return "ALREADY_EXISTS";
+    case grpc::StatusCode::PERMISSION_DENIED: return "PERMISSION_DENIED";
+    case grpc::StatusCode::UNAUTHENTICATED: return "UNAUTHENTICATED";
+    case grpc::StatusCode::RESOURCE_EXHAUSTED: return "RESOURCE_EXHAUSTED";
+    case grpc::StatusCode::FAILED_PRECONDITION: return "FAILED_PRECONDITION";
+    case grpc::StatusCode::ABORTED: return "ABORTED";
+    case grpc::StatusCode::OUT_OF_RANGE: return "OUT_OF_RANGE";
+    case grpc::StatusCode::UNIMPLEMENTED: return "UNIMPLEMENTED";
+    case grpc::StatusCode::INTERNAL: return "INTERNAL";
+    case grpc::StatusCode::UNAVAILABLE: return "UNAVAILABLE";
+    case grpc::StatusCode::DATA_LOSS: return "DATA_LOSS";
+    default: return "UNKNOWN";
+  }
+}
+
+}  // namespace
+
+std::string NewTraceId() { return RandomHex(16); }
+std::string NewSpanId() { return RandomHex(8); }
+
+Call::Call(grpc::ServerContext* ctx) : ctx_(ctx) {
+  request_id_ = Metadata("x-request-id");
+  if (!SaneRequestId(request_id_)) request_id_ = NewUuidV7();
+  // traceparent: 00-<32 hex trace id>-<16 hex parent span id>-<2 hex flags>
+  const std::string tp = Metadata("traceparent");
+  if (tp.size() == 55 && tp[2] == '-' && tp[35] == '-' && tp[52] == '-' &&
+      IsLowerHex(std::string_view(tp).substr(3, 32), 32) &&
+      IsLowerHex(std::string_view(tp).substr(36, 16), 16) &&
+      tp.substr(3, 32) != std::string(32, '0')) {
+    trace_id_ = tp.substr(3, 32);
+    parent_span_id_ = tp.substr(36, 16);
+  } else {
+    trace_id_ = NewTraceId();
+  }
+  span_id_ = NewSpanId();
+  const auto now_sys = std::chrono::system_clock::now();
+  auto budget = ctx_->deadline() - now_sys;
+  if (ctx_->deadline() == std::chrono::system_clock::time_point::max() || budget > kMaxBudget) {
+    budget = kMaxBudget;
+  }
+  deadline_ = Clock::now() + std::chrono::duration_cast<Clock::duration>(budget);
+}
+
+std::string Call::Metadata(std::string_view key) const {
+  const auto& md = ctx_->client_metadata();
+  auto it = md.find(grpc::string_ref(key.data(), key.size()));
+  if (it == md.end()) return {};
+  return std::string(it->second.data(), it->second.size());
+}
+
+std::string Call::client_address() const {
+  std::string forwarded = Metadata("x-client-address");
+  return forwarded.empty() ? ctx_->peer() : forwarded;
+}
+
+Result<Principal> Call::Authenticate(const auth::Verifier& verifier) {
+  const std::string header = Metadata("authorization");
+  constexpr std::string_view kBearer = "Bearer ";
+  if (header.size() <= kBearer.size() ||
+      !std::equal(kBearer.begin(), kBearer.end(), header.begin(),
+                  [](char a, char b) { return std::tolower(a) == std::tolower(b); })) {
+    return Error::Unauthenticated("missing bearer token");
+  }
+  auto claims = verifier.Verify(std::string_view(header).substr(kBearer.size()));
+  if (!claims.ok()) return std::move(claims).error();
+  subject_ = claims->sub;
+  return Principal{claims->sub, claims->role, claims->scopes};
+}
+
+Result<Principal> Call::Authorize(const auth::Verifier& verifier,
+                                  std::initializer_list<std::string_view> roles) {
+  auto principal = Authenticate(verifier);
+  if (!principal.ok()) return principal;
+  if (std::find(roles.begin(), roles.end(), principal->role) == roles.end()) {
+    return Error::PermissionDenied("this call needs another role");
+  }
+  return principal;
+}
+
+void Call::SetHeader(const std::string& key, const std::string& value) {
+  ctx_->AddInitialMetadata(key, value);
+}
+
+void Call::PropagateTo(grpc::ClientContext* downstream) const {
+  downstream->AddMetadata("x-request-id", request_id_);
+  downstream->AddMetadata("traceparent", "00-" + trace_id_ + "-" + span_id_ + "-01");
+  const auto left = TimeLeft(deadline_);
+  downstream->set_deadline(std::chrono::system_clock::now() +
+                           std::chrono::duration_cast<std::chrono::system_clock::duration>(left));
+}
+
+grpc::Status Handle(grpc::ServerContext* ctx, std::string_view method,
+                    const std::function<Status(Call&)>& handler) {
+  const auto start = Clock::now();
+  Call call(ctx);
+  log::ScopedContext scope({call.request_id(), call.trace_id(), call.span_id()});
+  grpc::Status status;
+  try {
+    status = ToGrpcStatus(handler(call));
+  } catch (const std::exception& e) {
+    log::Error("unhandled exception in handler", {{"method", method}, {"error", e.what()}});
+    status = grpc::Status(grpc::StatusCode::INTERNAL, "internal error");
+  } catch (...) {
+    log::Error("unhandled exception in handler", {{"method", method}});
+    status = grpc::Status(grpc::StatusCode::INTERNAL, "internal error");
+  }
+  const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  const char* code = GrpcCodeName(status.error_code());
+  auto& metrics = RpcMetrics::Get();
+  const std::string method_label(method);
+  metrics.requests.Add({{"method", method_label}, {"code", code}}).Increment();
+  metrics.duration.Add({{"method", method_label}}, admin::LatencyBuckets()).Observe(seconds);
+  log::Info("rpc", {{"method", method},
+                    {"code", code},
+                    {"duration_ms", seconds * 1000.0},
+                    {"user_id", call.principal_subject()}});
+  return status;
+}
+
+}  // namespace portico::rpc

@@ -1,0 +1,47 @@
+#include "portico/rpc/key_fetcher.h"
+
+#include <grpcpp/grpcpp.h>
+
+#include "portico/log/log.h"
+#include "portico/rpc/status.h"
+#include "portico/users/v1/users.grpc.pb.h"
+
+namespace portico::rpc {
+
+KeyFetcher::KeyFetcher(std::shared_ptr<grpc::Channel> users_channel)
+    : channel_(std::move(users_channel)) {}
+
+KeyFetcher::~KeyFetcher() = default;
+
+Status KeyFetcher::Refresh(Deadline deadline) {
+  std::lock_guard lock(refresh_mu_);
+  auto stub = users::v1::AuthService::NewStub(channel_);
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() +
+                   std::chrono::duration_cast<std::chrono::system_clock::duration>(
+                       TimeLeft(deadline)));
+  users::v1::Jwks jwks;
+  grpc::Status status = stub->GetJwks(&ctx, users::v1::GetJwksRequest(), &jwks);
+  if (!status.ok()) {
+    return Error::Unavailable("cannot fetch signing keys from users: " + status.error_message());
+  }
+  std::vector<auth::PublicKey> keys;
+  for (const auto& jwk : jwks.keys()) {
+    auto key = auth::PublicKeyFromJwk(jwk.kty(), jwk.crv(), jwk.x(), jwk.kid());
+    if (key.ok()) keys.push_back(std::move(*key));
+  }
+  if (keys.empty()) return Error::Unavailable("the users service published no usable keys");
+  keys_->Replace(std::move(keys));
+  if (!loaded_.exchange(true)) log::Info("signing keys loaded", {{"keys", jwks.keys_size()}});
+  return {};
+}
+
+auth::Verifier::Refresh KeyFetcher::RefreshCallback() {
+  return [this] {
+    if (auto st = Refresh(DeadlineIn(std::chrono::seconds(2))); !st.ok()) {
+      log::Warn("key refresh failed", {{"error", st.error().message}});
+    }
+  };
+}
+
+}  // namespace portico::rpc

@@ -1,0 +1,65 @@
+#pragma once
+// Start-up and shutdown glue shared by the gRPC services (users, data):
+// logging from config, the database pool with its metrics and migrations,
+// and the signal-driven graceful shutdown. The gateway uses the parts that
+// apply to it.
+
+#include <chrono>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include "portico/config/config.h"
+#include "portico/core/deadline.h"
+#include "portico/core/result.h"
+#include "portico/pg/migrate.h"
+#include "portico/pg/pool.h"
+
+namespace portico::admin {
+class AdminServer;
+}
+namespace portico::rpc {
+class Server;
+}
+
+namespace portico::runtime {
+
+/// Installs the process logger from PORTICO_LOG_LEVEL / PORTICO_LOG_FORMAT.
+void InitLogging(std::string_view service, const config::Config& config);
+
+/// The pool of a service's database plus its metrics
+/// (portico_db_pool_connections{state}, portico_db_pool_waiting,
+/// portico_db_pool_acquire_wait_seconds_total,
+/// portico_db_query_duration_seconds), refreshed every few seconds.
+class Database {
+ public:
+  /// Creates the pool (no connection yet). kInvalidArgument for a bad URL.
+  static Result<std::unique_ptr<Database>> Open(std::string url, int pool_size);
+  ~Database();
+
+  pg::Pool& pool() { return *pool_; }
+
+  /// Applies `migrations` under an advisory lock named `lock_name`, retrying
+  /// while the database is unavailable until `deadline` (a database that
+  /// starts after the service is normal under docker-compose/Kubernetes).
+  /// Checksum mismatches and SQL errors are not retried.
+  Status Migrate(std::span<const pg::Migration> migrations, std::string_view lock_name,
+                 Deadline deadline);
+
+ private:
+  Database() = default;
+  void RefreshMetrics();
+  std::unique_ptr<pg::Pool> pool_;
+  std::jthread refresher_;
+};
+
+/// Blocks until SIGTERM/SIGINT (call rpc::BlockShutdownSignals() first in
+/// main), then drains: /readyz turns 503, the gRPC server stops accepting
+/// and gives in-flight calls up to `grace`, the admin server stops. Returns 0.
+int ServeUntilSignal(rpc::Server& server, admin::AdminServer& admin,
+                     std::chrono::milliseconds grace);
+
+}  // namespace portico::runtime

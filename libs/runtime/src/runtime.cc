@@ -1,0 +1,145 @@
+#include "portico/runtime/runtime.h"
+
+#include <prometheus/counter.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+
+#include <condition_variable>
+#include <csignal>
+#include <mutex>
+
+#include "portico/admin/admin_server.h"
+#include "portico/admin/metrics.h"
+#include "portico/log/log.h"
+#include "portico/rpc/server.h"
+
+namespace portico::runtime {
+namespace {
+
+struct DbMetrics {
+  prometheus::Gauge& idle;
+  prometheus::Gauge& in_use;
+  prometheus::Gauge& size;
+  prometheus::Gauge& waiting;
+  prometheus::Counter& wait_seconds;
+  prometheus::Histogram& query_seconds;
+  prometheus::Counter& query_errors;
+
+  static DbMetrics& Get() {
+    auto& reg = *admin::Registry();
+    auto& conns = prometheus::BuildGauge()
+                      .Name("portico_db_pool_connections")
+                      .Help("Database connections by state (size = the configured maximum)")
+                      .Register(reg);
+    static DbMetrics m{
+        conns.Add({{"state", "idle"}}),
+        conns.Add({{"state", "in_use"}}),
+        conns.Add({{"state", "size"}}),
+        prometheus::BuildGauge()
+            .Name("portico_db_pool_waiting")
+            .Help("Callers waiting for a database connection")
+            .Register(reg)
+            .Add({}),
+        prometheus::BuildCounter()
+            .Name("portico_db_pool_acquire_wait_seconds_total")
+            .Help("Total time spent waiting for a database connection")
+            .Register(reg)
+            .Add({}),
+        prometheus::BuildHistogram()
+            .Name("portico_db_query_duration_seconds")
+            .Help("Database statement latency")
+            .Register(reg)
+            .Add({}, admin::LatencyBuckets()),
+        prometheus::BuildCounter()
+            .Name("portico_db_query_errors_total")
+            .Help("Database statements that failed")
+            .Register(reg)
+            .Add({}),
+    };
+    return m;
+  }
+};
+
+}  // namespace
+
+void InitLogging(std::string_view service, const config::Config& config) {
+  log::Level level = log::Level::kInfo;
+  log::Format format = log::Format::kJson;
+  log::ParseLevel(config.GetString("PORTICO_LOG_LEVEL"), &level);
+  log::ParseFormat(config.GetString("PORTICO_LOG_FORMAT"), &format);
+  log::Init(service, level, format);
+}
+
+Result<std::unique_ptr<Database>> Database::Open(std::string url, int pool_size) {
+  DbMetrics& metrics = DbMetrics::Get();
+  pg::PoolOptions options;
+  options.url = std::move(url);
+  options.size = pool_size;
+  options.on_query = [&metrics](std::chrono::nanoseconds elapsed, bool ok) {
+    metrics.query_seconds.Observe(std::chrono::duration<double>(elapsed).count());
+    if (!ok) metrics.query_errors.Increment();
+  };
+  auto pool = pg::Pool::Create(std::move(options));
+  if (!pool.ok()) return std::move(pool).error();
+  std::unique_ptr<Database> db(new Database());
+  db->pool_ = std::move(*pool);
+  db->refresher_ = std::jthread([raw = db.get()](std::stop_token stop) {
+    std::mutex mu;
+    std::condition_variable_any cv;
+    while (!stop.stop_requested()) {
+      raw->RefreshMetrics();
+      std::unique_lock lock(mu);
+      cv.wait_for(lock, stop, std::chrono::seconds(2), [] { return false; });
+    }
+  });
+  return db;
+}
+
+Database::~Database() {
+  refresher_.request_stop();
+  if (refresher_.joinable()) refresher_.join();
+}
+
+void Database::RefreshMetrics() {
+  DbMetrics& m = DbMetrics::Get();
+  const pg::Pool::Stats s = pool_->GetStats();
+  m.idle.Set(s.idle);
+  m.in_use.Set(s.in_use);
+  m.size.Set(s.size);
+  m.waiting.Set(s.waiting);
+  const double total = std::chrono::duration<double>(s.acquire_wait).count();
+  const double delta = total - m.wait_seconds.Value();
+  if (delta > 0) m.wait_seconds.Increment(delta);
+}
+
+Status Database::Migrate(std::span<const pg::Migration> migrations, std::string_view lock_name,
+                         Deadline deadline) {
+  for (int attempt = 1;; ++attempt) {
+    auto report = pg::Migrate(*pool_, migrations, lock_name, deadline);
+    if (report.ok()) {
+      log::Info("database schema up to date", {{"applied", report->applied.size()}});
+      return {};
+    }
+    if (report.error().code != ErrorCode::kUnavailable || Clock::now() >= deadline) {
+      return std::move(report).error();
+    }
+    log::Warn("database not reachable yet, retrying",
+              {{"attempt", attempt}, {"error", pool_->LastConnectError()}});
+    std::this_thread::sleep_for(std::chrono::seconds(1));
+  }
+}
+
+int ServeUntilSignal(rpc::Server& server, admin::AdminServer& admin,
+                     std::chrono::milliseconds grace) {
+  const int sig = rpc::WaitForShutdownSignal();
+  log::Info("shutting down", {{"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"}});
+  admin.SetDraining();
+  server.Shutdown(grace);
+  admin.Stop();
+  log::Info("stopped");
+  log::Flush();
+  return 0;
+}
+
+}  // namespace portico::runtime

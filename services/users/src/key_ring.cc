@@ -1,0 +1,90 @@
+#include "key_ring.h"
+
+#include <algorithm>
+#include <array>
+#include <cstring>
+
+#include "portico/log/log.h"
+#include "portico/pg/pool.h"
+
+namespace portico::users {
+namespace {
+
+// Arbitrary constant identifying "create the first signing key" among the
+// database's advisory locks.
+constexpr std::int64_t kKeyCreationLock = 0x706f727469636f01;  // "portico\x01"
+
+template <std::size_t N>
+bool DecodeInto(std::string_view text, std::array<std::uint8_t, N>* out) {
+  auto bytes = auth::Base64UrlDecode(text);
+  if (!bytes || bytes->size() != N) return false;
+  std::memcpy(out->data(), bytes->data(), N);
+  return true;
+}
+
+std::string_view AsChars(const auto& bytes) {
+  return {reinterpret_cast<const char*>(bytes.data()), bytes.size()};
+}
+
+}  // namespace
+
+KeyRing::KeyRing(pg::Pool& pool) : pool_(pool) {}
+
+Status KeyRing::Load(Deadline deadline) {
+  auto loaded = pool_.InTransaction(deadline, [&](pg::Transaction& tx) -> Result<pg::Rows> {
+    constexpr std::string_view kSelect =
+        "SELECT kid, public_key, secret_key FROM signing_keys ORDER BY create_time DESC, kid "
+        "LIMIT 2";
+    auto rows = tx.Exec(kSelect);
+    if (!rows.ok() || !rows->empty()) return rows;
+    if (auto locked = tx.Exec("SELECT pg_advisory_xact_lock($1)", {kKeyCreationLock});
+        !locked.ok()) {
+      return std::move(locked).error();
+    }
+    rows = tx.Exec(kSelect);  // another replica may have made one meanwhile
+    if (!rows.ok() || !rows->empty()) return rows;
+    auth::SigningKey key = auth::GenerateSigningKey();
+    auto inserted = tx.Exec(
+        "INSERT INTO signing_keys (kid, public_key, secret_key) VALUES ($1, $2, $3)",
+        {key.kid, auth::Base64UrlEncode(AsChars(key.public_key)),
+         auth::Base64UrlEncode(AsChars(key.secret_key))});
+    if (!inserted.ok()) return std::move(inserted).error();
+    log::Info("created the first signing key", {{"kid", key.kid}});
+    return tx.Exec(kSelect);
+  });
+  if (!loaded.ok()) return std::move(loaded).error();
+
+  std::vector<auth::SigningKey> keys;
+  for (pg::Row row : *loaded) {
+    auth::SigningKey key;
+    key.kid = row.GetString("kid");
+    if (!DecodeInto(row.GetView("public_key"), &key.public_key) ||
+        !DecodeInto(row.GetView("secret_key"), &key.secret_key)) {
+      return Error::Internal("signing key " + key.kid + " is corrupt");
+    }
+    keys.push_back(std::move(key));
+  }
+  std::vector<auth::PublicKey> published;
+  for (const auto& k : keys) published.push_back({k.kid, k.public_key});
+  {
+    std::lock_guard lock(mu_);
+    keys_ = std::move(keys);
+  }
+  keyset_->Replace(std::move(published));
+  return {};
+}
+
+std::optional<auth::SigningKey> KeyRing::Current() const {
+  std::lock_guard lock(mu_);
+  if (keys_.empty()) return std::nullopt;
+  return keys_.front();
+}
+
+std::vector<auth::PublicKey> KeyRing::Published() const {
+  std::lock_guard lock(mu_);
+  std::vector<auth::PublicKey> out;
+  for (const auto& k : keys_) out.push_back({k.kid, k.public_key});
+  return out;
+}
+
+}  // namespace portico::users

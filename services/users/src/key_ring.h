@@ -1,0 +1,44 @@
+#pragma once
+// The Ed25519 keys that sign access tokens, kept in the users database so
+// every replica signs and verifies with the same keys without configuration.
+// The first replica to start creates the first key.
+
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <vector>
+
+#include "portico/auth/jwt.h"
+#include "portico/core/deadline.h"
+#include "portico/core/result.h"
+
+namespace portico::pg {
+class Pool;
+}
+
+namespace portico::users {
+
+class KeyRing {
+ public:
+  explicit KeyRing(pg::Pool& pool);
+
+  /// Reads the keys; if there are none, creates one (under a transaction-level
+  /// advisory lock, so replicas starting together make exactly one). Errors
+  /// from the database. Thread-safe; blocks.
+  Status Load(Deadline deadline);
+
+  /// The newest key (signs new tokens); nullopt before a successful Load.
+  std::optional<auth::SigningKey> Current() const;
+  /// The newest two public keys (what JWKS publishes and what verifies).
+  std::vector<auth::PublicKey> Published() const;
+  /// Key set for verifying tokens in this process; refilled by every Load.
+  std::shared_ptr<auth::KeySet> keyset() const { return keyset_; }
+
+ private:
+  pg::Pool& pool_;
+  mutable std::mutex mu_;
+  std::vector<auth::SigningKey> keys_;  // newest first; guarded by mu_
+  std::shared_ptr<auth::KeySet> keyset_ = std::make_shared<auth::KeySet>();
+};
+
+}  // namespace portico::users

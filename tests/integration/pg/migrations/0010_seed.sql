@@ -1,0 +1,2 @@
+INSERT INTO widgets (name) VALUES ('first');
+INSERT INTO widgets (name) VALUES ('second');

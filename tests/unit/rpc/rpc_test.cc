@@ -1,0 +1,229 @@
+// portico::rpc: the Error <-> grpc::Status table, and the per-call plumbing
+// (metadata, trace context, authentication, exceptions, health, metrics)
+// through a real in-process gRPC server.
+#include <grpcpp/generic/generic_stub.h>
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+#include <prometheus/registry.h>
+#include <prometheus/text_serializer.h>
+
+#include <stdexcept>
+
+#include "portico/admin/metrics.h"
+#include "portico/api/v1/error_details.pb.h"
+#include "portico/auth/jwt.h"
+#include "portico/rpc/call.h"
+#include "portico/rpc/server.h"
+#include "portico/rpc/status.h"
+#include "portico/users/v1/users.grpc.pb.h"
+
+namespace portico::rpc {
+namespace {
+
+TEST(Status, EveryCodeRoundTrips) {
+  for (ErrorCode code :
+       {ErrorCode::kInvalidArgument, ErrorCode::kNotFound, ErrorCode::kAlreadyExists,
+        ErrorCode::kVersionMismatch, ErrorCode::kFailedPrecondition, ErrorCode::kUnauthenticated,
+        ErrorCode::kPermissionDenied, ErrorCode::kResourceExhausted, ErrorCode::kUnavailable,
+        ErrorCode::kDeadlineExceeded, ErrorCode::kUnimplemented, ErrorCode::kInternal}) {
+    Error e{code, "why", {}};
+    EXPECT_EQ(FromGrpcStatus(ToGrpcStatus(e)).code, code) << ErrorCodeName(code);
+  }
+}
+
+TEST(Status, VersionMismatchAndFieldsTravelInDetails) {
+  grpc::Status s = ToGrpcStatus(Error{ErrorCode::kVersionMismatch, "stale", {}});
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  api::v1::ErrorDetails details;
+  ASSERT_TRUE(details.ParseFromString(s.error_details()));
+  EXPECT_EQ(details.reason(), "VERSION_MISMATCH");
+
+  grpc::Status v = ToGrpcStatus(Error::InvalidArgument("bad", {{"email", "required"}}));
+  EXPECT_EQ(v.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  Error back = FromGrpcStatus(v);
+  ASSERT_EQ(back.fields.size(), 1u);
+  EXPECT_EQ(back.fields[0], (FieldViolation{"email", "required"}));
+  EXPECT_TRUE(ToGrpcStatus(Status()).ok());
+}
+
+TEST(Status, InternalMessagesDoNotCrossProcesses) {
+  grpc::Status s = ToGrpcStatus(Error::Internal("relation \"users\" does not exist"));
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INTERNAL);
+  EXPECT_EQ(s.error_message(), "internal error");
+}
+
+// A stand-in service whose handlers report what rpc::Call decoded.
+class EchoService final : public users::v1::AuthService::Service {
+ public:
+  explicit EchoService(const auth::Verifier& verifier) : verifier_(verifier) {}
+
+  grpc::Status GetJwks(grpc::ServerContext* ctx, const users::v1::GetJwksRequest*,
+                       users::v1::Jwks* resp) override {
+    return Handle(ctx, "test/GetJwks", [&](Call& call) -> Status {
+      auto* k = resp->add_keys();
+      k->set_kid(call.request_id());
+      k->set_x(call.trace_id());
+      k->set_crv(call.span_id());
+      k->set_kty(call.user_agent());
+      k->set_use(call.client_address());
+      grpc::ClientContext downstream;
+      call.PropagateTo(&downstream);
+      call.SetHeader("etag", "\"7\"");
+      return {};
+    });
+  }
+  grpc::Status Login(grpc::ServerContext* ctx, const users::v1::LoginRequest* req,
+                     users::v1::TokenPair* resp) override {
+    return Handle(ctx, "test/Login", [&](Call& call) -> Status {
+      if (req->email() == "throw") throw std::runtime_error("secret internals");
+      auto who = call.Authorize(verifier_, {"ADMIN"});
+      if (!who.ok()) return std::move(who).error();
+      resp->set_access_token(who->subject);
+      return {};
+    });
+  }
+
+ private:
+  const auth::Verifier& verifier_;
+};
+
+class RpcServerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    key_ = auth::GenerateSigningKey();
+    keys_->Replace({{key_.kid, key_.public_key}});
+    server_ = std::make_unique<Server>(ServerOptions{.address = "127.0.0.1:0", .max_threads = 4});
+    server_->AddService(&service_);
+    ASSERT_TRUE(server_->Start().ok());
+    ASSERT_GT(server_->port(), 0);
+    channel_ = grpc::CreateChannel("127.0.0.1:" + std::to_string(server_->port()),
+                                   grpc::InsecureChannelCredentials());
+    stub_ = users::v1::AuthService::NewStub(channel_);
+  }
+  std::string Token(const std::string& role) {
+    const auto now = std::chrono::duration_cast<std::chrono::seconds>(
+                         std::chrono::system_clock::now().time_since_epoch())
+                         .count();
+    return auth::Sign({.iss = "i", .aud = "a", .sub = "user-1", .role = role, .iat = now,
+                       .exp = now + 60, .jti = "j"},
+                      key_);
+  }
+
+  auth::SigningKey key_;
+  std::shared_ptr<auth::KeySet> keys_ = std::make_shared<auth::KeySet>();
+  auth::Verifier verifier_{keys_, {.issuer = "i", .audience = "a"}};
+  EchoService service_{verifier_};
+  std::unique_ptr<Server> server_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<users::v1::AuthService::Stub> stub_;
+};
+
+TEST_F(RpcServerTest, CallDecodesIdsAndKeepsTheTraceId) {
+  grpc::ClientContext ctx;
+  ctx.AddMetadata("x-request-id", "req-1");
+  ctx.AddMetadata("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01");
+  ctx.AddMetadata("x-user-agent", "curl/8");
+  ctx.AddMetadata("x-client-address", "203.0.113.9");
+  users::v1::Jwks out;
+  ASSERT_TRUE(stub_->GetJwks(&ctx, {}, &out).ok());
+  ASSERT_EQ(out.keys_size(), 1);
+  EXPECT_EQ(out.keys(0).kid(), "req-1");
+  EXPECT_EQ(out.keys(0).x(), "0af7651916cd43dd8448eb211c80319c");
+  EXPECT_EQ(out.keys(0).crv().size(), 16u);
+  EXPECT_NE(out.keys(0).crv(), "b7ad6b7169203331");  // a new span for this hop
+  EXPECT_EQ(out.keys(0).kty(), "curl/8");
+  EXPECT_EQ(out.keys(0).use(), "203.0.113.9");
+  auto etag = ctx.GetServerInitialMetadata().find("etag");
+  ASSERT_NE(etag, ctx.GetServerInitialMetadata().end());
+  EXPECT_EQ(std::string(etag->second.data(), etag->second.size()), "\"7\"");
+}
+
+TEST_F(RpcServerTest, MissingOrBadIdsAreReplaced) {
+  grpc::ClientContext ctx;
+  ctx.AddMetadata("x-request-id", "has spaces");
+  ctx.AddMetadata("traceparent", "00-00000000000000000000000000000000-b7ad6b7169203331-01");
+  users::v1::Jwks out;
+  ASSERT_TRUE(stub_->GetJwks(&ctx, {}, &out).ok());
+  EXPECT_NE(out.keys(0).kid(), "has spaces");
+  EXPECT_EQ(out.keys(0).kid().size(), 36u);  // a UUID
+  EXPECT_EQ(out.keys(0).x().size(), 32u);
+  EXPECT_NE(out.keys(0).x(), std::string(32, '0'));
+  EXPECT_EQ(out.keys(0).use().rfind("ipv4:127.0.0.1", 0), 0u) << out.keys(0).use();
+}
+
+TEST_F(RpcServerTest, AuthorizeChecksTokenAndRole) {
+  users::v1::LoginRequest req;
+  users::v1::TokenPair resp;
+  grpc::ClientContext none;
+  EXPECT_EQ(stub_->Login(&none, req, &resp).error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  grpc::ClientContext user;
+  user.AddMetadata("authorization", "Bearer " + Token("USER"));
+  EXPECT_EQ(stub_->Login(&user, req, &resp).error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  grpc::ClientContext admin;
+  admin.AddMetadata("authorization", "bearer " + Token("ADMIN"));
+  ASSERT_TRUE(stub_->Login(&admin, req, &resp).ok());
+  EXPECT_EQ(resp.access_token(), "user-1");
+  grpc::ClientContext forged;
+  forged.AddMetadata("authorization", "Bearer " + Token("ADMIN") + "x");
+  EXPECT_EQ(stub_->Login(&forged, req, &resp).error_code(), grpc::StatusCode::UNAUTHENTICATED);
+}
+
+TEST_F(RpcServerTest, ExceptionsBecomeInternalWithoutDetails) {
+  users::v1::LoginRequest req;
+  req.set_email("throw");
+  users::v1::TokenPair resp;
+  grpc::ClientContext ctx;
+  grpc::Status s = stub_->Login(&ctx, req, &resp);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INTERNAL);
+  EXPECT_EQ(s.error_message().find("secret"), std::string::npos);
+}
+
+TEST_F(RpcServerTest, HealthServiceAndMetrics) {
+  grpc::GenericStub generic(channel_);
+  grpc::ClientContext ctx;
+  grpc::ByteBuffer request;  // HealthCheckRequest{} is empty on the wire
+  grpc::Slice empty("", 0);
+  request = grpc::ByteBuffer(&empty, 1);
+  grpc::ByteBuffer response;
+  std::mutex mu;
+  std::condition_variable cv;
+  bool done = false;
+  grpc::Status status;
+  generic.UnaryCall(&ctx, "/grpc.health.v1.Health/Check", grpc::StubOptions(), &request,
+                    &response, [&](grpc::Status s) {
+                      std::lock_guard lock(mu);
+                      status = s;
+                      done = true;
+                      cv.notify_one();
+                    });
+  std::unique_lock lock(mu);
+  cv.wait(lock, [&] { return done; });
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  std::vector<grpc::Slice> slices;
+  ASSERT_TRUE(response.Dump(&slices).ok());
+  std::string bytes;
+  for (auto& s : slices) bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
+  EXPECT_EQ(bytes, std::string("\x08\x01", 2));  // status: SERVING
+
+  grpc::ClientContext c2;
+  users::v1::Jwks out;
+  ASSERT_TRUE(stub_->GetJwks(&c2, {}, &out).ok());
+  const std::string text = prometheus::TextSerializer().Serialize(admin::Registry()->Collect());
+  EXPECT_NE(text.find("portico_grpc_requests_total{code=\"OK\",method=\"test/GetJwks\"}"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("portico_grpc_request_duration_seconds_bucket{method=\"test/GetJwks\""),
+            std::string::npos);
+}
+
+TEST(Server, BusyAddressIsUnavailable) {
+  Server first(ServerOptions{.address = "127.0.0.1:0"});
+  ASSERT_TRUE(first.Start().ok());
+  Server second(ServerOptions{.address = "127.0.0.1:" + std::to_string(first.port())});
+  auto st = second.Start();
+  ASSERT_FALSE(st.ok());
+  EXPECT_EQ(st.error().code, ErrorCode::kUnavailable);
+}
+
+}  // namespace
+}  // namespace portico::rpc
