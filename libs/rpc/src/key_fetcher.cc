@@ -44,4 +44,16 @@ auth::Verifier::Refresh KeyFetcher::RefreshCallback() {
   };
 }
 
+std::jthread KeyFetcher::LoadInBackground() {
+  return std::jthread([this](std::stop_token stop) {
+    while (!stop.stop_requested() && !loaded()) {
+      if (Refresh(DeadlineIn(std::chrono::seconds(2))).ok()) return;
+      // Sleep 2 s in small steps so that shutdown is not held up.
+      for (int i = 0; i < 20 && !stop.stop_requested(); ++i) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      }
+    }
+  });
+}
+
 }  // namespace portico::rpc

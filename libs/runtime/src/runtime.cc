@@ -7,6 +7,8 @@
 
 #include <condition_variable>
 #include <csignal>
+#include <cstdio>
+#include <cstdlib>
 #include <mutex>
 
 #include "portico/admin/admin_server.h"
@@ -62,6 +64,47 @@ struct DbMetrics {
 };
 
 }  // namespace
+
+std::vector<config::Var> LogVars() {
+  using config::Kind;
+  return {
+      {.name = "PORTICO_LOG_LEVEL", .kind = Kind::kEnum, .default_value = "info",
+       .help = "log level",
+       .choices = {"trace", "debug", "info", "warn", "error", "critical", "off"}},
+      {.name = "PORTICO_LOG_FORMAT", .kind = Kind::kEnum, .default_value = "json",
+       .help = "log format: one JSON object per line, or text for humans",
+       .choices = {"json", "text"}},
+  };
+}
+
+std::vector<config::Var> TokenVars(std::string_view what) {
+  return {
+      {.name = "PORTICO_JWT_ISSUER", .default_value = "portico",
+       .help = "`iss` " + std::string(what)},
+      {.name = "PORTICO_JWT_AUDIENCE", .default_value = "portico-api",
+       .help = "`aud` " + std::string(what)},
+  };
+}
+
+std::vector<config::Var> ServiceVars(std::string_view grpc_addr, std::string_view admin_addr,
+                                     std::string_view database_url) {
+  using config::Kind;
+  std::vector<config::Var> vars = {
+      {.name = "PORTICO_GRPC_ADDR", .kind = Kind::kAddress,
+       .default_value = std::string(grpc_addr), .help = "gRPC listen address"},
+      {.name = "PORTICO_ADMIN_ADDR", .kind = Kind::kAddress,
+       .default_value = std::string(admin_addr),
+       .help = "admin listen address (/healthz, /readyz, /metrics); never expose publicly"},
+      {.name = "PORTICO_DATABASE_URL", .default_value = std::string(database_url),
+       .help = "libpq connection URI of this service's database", .secret = true},
+      {.name = "PORTICO_DB_POOL_SIZE", .kind = Kind::kInt, .default_value = "10",
+       .help = "PostgreSQL connections", .min = 1, .max = 1000},
+      {.name = "PORTICO_GRPC_THREADS", .kind = Kind::kInt, .default_value = "32",
+       .help = "gRPC handler threads", .min = 2, .max = 1024},
+  };
+  for (auto& v : LogVars()) vars.push_back(std::move(v));
+  return vars;
+}
 
 void InitLogging(std::string_view service, const config::Config& config) {
   log::Level level = log::Level::kInfo;
@@ -128,6 +171,56 @@ Status Database::Migrate(std::span<const pg::Migration> migrations, std::string_
               {{"attempt", attempt}, {"error", pool_->LastConnectError()}});
     std::this_thread::sleep_for(std::chrono::seconds(1));
   }
+}
+
+Service StartService(int argc, char** argv, std::string_view service, std::string_view summary,
+                     const std::vector<config::Var>& vars,
+                     std::span<const pg::Migration> migrations) {
+  rpc::BlockShutdownSignals();
+  const std::string program = "portico-" + std::string(service);
+  Service out{config::LoadOrExit(argc, argv, program, summary, vars,
+                                 {{"--migrate-only", "apply database migrations and exit"}}),
+              nullptr};
+  InitLogging(service, out.startup.config);
+  const config::Config& c = out.startup.config;
+  auto db = Database::Open(c.GetString("PORTICO_DATABASE_URL"),
+                           static_cast<int>(c.GetInt("PORTICO_DB_POOL_SIZE")));
+  if (!db.ok()) {
+    std::fprintf(stderr, "%s: PORTICO_DATABASE_URL: %s\n", program.c_str(),
+                 db.error().message.c_str());
+    std::exit(2);
+  }
+  out.db = std::move(*db);
+  if (auto st = out.db->Migrate(migrations, "portico_" + std::string(service),
+                                DeadlineIn(std::chrono::seconds(60)));
+      !st.ok()) {
+    log::Error("migrations failed", {{"error", st.error().message}});
+    log::Flush();
+    std::exit(1);
+  }
+  if (out.startup.HasFlag("--migrate-only")) {
+    log::Flush();
+    std::exit(0);
+  }
+  return out;
+}
+
+int Run(std::string_view service, rpc::Server& server, admin::AdminServer& admin,
+        const config::Config& config) {
+  if (auto st = server.Start(); !st.ok()) {
+    log::Error("cannot start gRPC server", {{"error", st.error().message}});
+    log::Flush();
+    return 1;
+  }
+  const config::Address admin_addr = config.GetAddress("PORTICO_ADMIN_ADDR");
+  if (auto st = admin.Start(admin_addr.host, admin_addr.port); !st.ok()) {
+    log::Error("cannot start admin server", {{"error", st.error().message}});
+    log::Flush();
+    return 1;
+  }
+  log::Info("portico-" + std::string(service) + " started",
+            {{"grpc_port", server.port()}, {"admin_port", admin.port()}});
+  return ServeUntilSignal(server, admin, std::chrono::seconds(10));
 }
 
 int ServeUntilSignal(rpc::Server& server, admin::AdminServer& admin,

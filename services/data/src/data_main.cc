@@ -2,7 +2,6 @@
 
 #include <grpcpp/grpcpp.h>
 
-#include <cstdio>
 #include <span>
 #include <thread>
 
@@ -11,8 +10,6 @@
 #include "portico/admin/admin_server.h"
 #include "portico/admin/metrics.h"
 #include "portico/auth/jwt.h"
-#include "portico/log/log.h"
-#include "portico/pg/migrate.h"
 #include "portico/rpc/key_fetcher.h"
 #include "portico/rpc/server.h"
 #include "portico/runtime/runtime.h"
@@ -23,27 +20,12 @@ namespace portico::data {
 std::span<const pg::Migration> Migrations();  // generated from migrations/*.sql
 
 int Main(int argc, char** argv) {
-  rpc::BlockShutdownSignals();
-  auto startup = config::LoadOrExit(
-      argc, argv, "portico-data",
+  runtime::Service service = runtime::StartService(
+      argc, argv, "data",
       "Portico data service: per-user JSON items in named collections over gRPC.", Vars(),
-      {{"--migrate-only", "apply database migrations and exit"}});
-  const Settings settings = FromConfig(startup.config);
-  runtime::InitLogging("data", startup.config);
-
-  auto db = runtime::Database::Open(settings.database_url, settings.db_pool_size);
-  if (!db.ok()) {
-    std::fprintf(stderr, "portico-data: PORTICO_DATABASE_URL: %s\n", db.error().message.c_str());
-    return 2;
-  }
-  pg::Pool& pool = (*db)->pool();
-  if (auto st = (*db)->Migrate(Migrations(), "portico_data", DeadlineIn(std::chrono::seconds(60)));
-      !st.ok()) {
-    log::Error("migrations failed", {{"error", st.error().message}});
-    log::Flush();
-    return 1;
-  }
-  if (startup.HasFlag("--migrate-only")) return 0;
+      Migrations());
+  const Settings settings = FromConfig(service.startup.config);
+  pg::Pool& pool = service.db->pool();
 
   // Access tokens are signed by users; its public keys verify them here.
   rpc::KeyFetcher keys(
@@ -51,14 +33,7 @@ int Main(int argc, char** argv) {
   auth::Verifier verifier(keys.keys(),
                           {.issuer = settings.jwt_issuer, .audience = settings.jwt_audience},
                           keys.RefreshCallback());
-  std::jthread key_loader([&keys](std::stop_token stop) {
-    while (!stop.stop_requested() && !keys.loaded()) {
-      if (keys.Refresh(DeadlineIn(std::chrono::seconds(2))).ok()) break;
-      for (int i = 0; i < 20 && !stop.stop_requested(); ++i) {
-        std::this_thread::sleep_for(std::chrono::milliseconds(100));
-      }
-    }
-  });
+  std::jthread key_loader = keys.LoadInBackground();
 
   Items items(pool, {.max_data_bytes = settings.max_item_bytes});
   DataServiceImpl data_service(items, verifier);
@@ -68,25 +43,13 @@ int Main(int argc, char** argv) {
                       .max_threads = settings.grpc_threads});
   server.AddService(&data_service);
   server.AddService(&data_admin);
-  if (auto st = server.Start(); !st.ok()) {
-    log::Error("cannot start gRPC server", {{"error", st.error().message}});
-    log::Flush();
-    return 1;
-  }
   admin::AdminServer admin(admin::Registry(), [&pool, &keys] {
-    std::vector<admin::Check> checks;
     auto ping = pool.Ping(DeadlineIn(std::chrono::seconds(1)));
-    checks.push_back({"database", ping.ok(), ping.ok() ? "" : ping.error().message});
-    checks.push_back({"keys", keys.loaded(), keys.loaded() ? "" : "users has not answered yet"});
-    return checks;
+    return std::vector<admin::Check>{
+        {"database", ping.ok(), ping.ok() ? "" : ping.error().message},
+        {"keys", keys.loaded(), keys.loaded() ? "" : "users has not answered yet"}};
   });
-  if (auto st = admin.Start(settings.admin_addr.host, settings.admin_addr.port); !st.ok()) {
-    log::Error("cannot start admin server", {{"error", st.error().message}});
-    log::Flush();
-    return 1;
-  }
-  log::Info("portico-data started", {{"grpc_port", server.port()}, {"admin_port", admin.port()}});
-  return runtime::ServeUntilSignal(server, admin, std::chrono::seconds(10));
+  return runtime::Run("data", server, admin, service.startup.config);
 }
 
 }  // namespace portico::data

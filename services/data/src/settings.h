@@ -12,17 +12,15 @@ namespace portico::data {
 
 struct Settings {
   config::Address grpc_addr;
-  config::Address admin_addr;
-  std::string database_url;
   std::string users_target;
   std::string jwt_issuer = "portico";
   std::string jwt_audience = "portico-api";
   std::uint64_t max_item_bytes = 256 * 1024;
-  int db_pool_size = 10;
   int grpc_threads = 32;
 };
 
 const std::vector<config::Var>& Vars();
+/// Addresses, database and logging are read by portico::runtime.
 Settings FromConfig(const config::Config& config);
 
 }  // namespace portico::data

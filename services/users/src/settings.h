@@ -13,11 +13,7 @@ namespace portico::users {
 
 struct Settings {
   config::Address grpc_addr;
-  config::Address admin_addr;
-  std::string database_url;
   std::string data_target;
-  std::string log_level;
-  std::string log_format;
   std::string jwt_issuer = "portico";
   std::string jwt_audience = "portico-api";
   std::chrono::seconds access_token_ttl{900};
@@ -26,7 +22,6 @@ struct Settings {
   auth::PasswordParams password_params;
   int hash_workers = 2;
   int hash_queue = 16;
-  int db_pool_size = 10;
   int grpc_threads = 32;
 };
 
@@ -34,6 +29,7 @@ struct Settings {
 const std::vector<config::Var>& Vars();
 
 /// Typed settings from a loaded config (the table's kinds make this total).
+/// Addresses, database and logging are read by portico::runtime.
 Settings FromConfig(const config::Config& config);
 
 }  // namespace portico::users

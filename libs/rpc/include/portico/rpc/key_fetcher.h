@@ -7,6 +7,7 @@
 #include <chrono>
 #include <memory>
 #include <mutex>
+#include <thread>
 
 #include "portico/auth/jwt.h"
 #include "portico/core/deadline.h"
@@ -32,6 +33,10 @@ class KeyFetcher {
   bool loaded() const { return loaded_.load(); }
   /// A refresh callback for auth::Verifier (blocks up to 2 s).
   auth::Verifier::Refresh RefreshCallback();
+  /// A thread that retries Refresh every 2 s until it first succeeds (the
+  /// users service may start later). Stops when the returned jthread is
+  /// destroyed; the fetcher must outlive it.
+  std::jthread LoadInBackground();
 
  private:
   std::shared_ptr<grpc::Channel> channel_;

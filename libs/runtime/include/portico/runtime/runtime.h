@@ -27,6 +27,17 @@ class Server;
 
 namespace portico::runtime {
 
+/// PORTICO_LOG_LEVEL and PORTICO_LOG_FORMAT, the same in every binary.
+std::vector<config::Var> LogVars();
+/// PORTICO_JWT_ISSUER and PORTICO_JWT_AUDIENCE (`what` completes the help,
+/// e.g. "of issued access tokens").
+std::vector<config::Var> TokenVars(std::string_view what);
+/// The variables every gRPC service has: PORTICO_GRPC_ADDR, PORTICO_ADMIN_ADDR,
+/// PORTICO_DATABASE_URL (secret), PORTICO_DB_POOL_SIZE, PORTICO_GRPC_THREADS,
+/// then LogVars().
+std::vector<config::Var> ServiceVars(std::string_view grpc_addr, std::string_view admin_addr,
+                                     std::string_view database_url);
+
 /// Installs the process logger from PORTICO_LOG_LEVEL / PORTICO_LOG_FORMAT.
 void InitLogging(std::string_view service, const config::Config& config);
 
@@ -55,6 +66,30 @@ class Database {
   std::unique_ptr<pg::Pool> pool_;
   std::jthread refresher_;
 };
+
+class Database;
+
+/// What the common start of a gRPC service produced.
+struct Service {
+  config::Startup startup;
+  std::unique_ptr<Database> db;
+};
+
+/// The common start of users and data: blocks shutdown signals, parses the
+/// configuration (`--help` exits 0, a bad value exits 2), starts logging as
+/// `service`, opens the database and applies `migrations`. With
+/// `--migrate-only` it exits 0 once migrated; if migrating fails it logs and
+/// exits 1.
+Service StartService(int argc, char** argv, std::string_view service, std::string_view summary,
+                     const std::vector<config::Var>& vars,
+                     std::span<const pg::Migration> migrations);
+
+/// Starts `server` and `admin` (on PORTICO_GRPC_ADDR's server and
+/// PORTICO_ADMIN_ADDR), logs the ports, serves until SIGTERM/SIGINT and
+/// drains (see ServeUntilSignal). Returns the exit code: 1 if either cannot
+/// start.
+int Run(std::string_view service, rpc::Server& server, admin::AdminServer& admin,
+        const config::Config& config);
 
 /// Blocks until SIGTERM/SIGINT (call rpc::BlockShutdownSignals() first in
 /// main), then drains: /readyz turns 503, the gRPC server stops accepting
