@@ -2,6 +2,9 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <condition_variable>
+#include <mutex>
+
 #include "portico/log/log.h"
 #include "portico/rpc/status.h"
 #include "portico/users/v1/users.grpc.pb.h"
@@ -44,14 +47,17 @@ auth::Verifier::Refresh KeyFetcher::RefreshCallback() {
   };
 }
 
-std::jthread KeyFetcher::LoadInBackground() {
-  return std::jthread([this](std::stop_token stop) {
-    while (!stop.stop_requested() && !loaded()) {
-      if (Refresh(DeadlineIn(std::chrono::seconds(2))).ok()) return;
-      // Sleep 2 s in small steps so that shutdown is not held up.
-      for (int i = 0; i < 20 && !stop.stop_requested(); ++i) {
-        std::this_thread::sleep_for(std::chrono::milliseconds(100));
-      }
+std::jthread KeyFetcher::LoadInBackground(std::chrono::seconds period) {
+  return std::jthread([this, period](std::stop_token stop) {
+    std::mutex mu;
+    std::condition_variable_any cv;
+    while (!stop.stop_requested()) {
+      auto st = Refresh(DeadlineIn(std::chrono::seconds(2)));
+      if (!st.ok()) log::Warn("fetching signing keys failed", {{"error", st.error().message}});
+      const auto wait = loaded() ? std::chrono::duration_cast<std::chrono::milliseconds>(period)
+                                 : std::chrono::milliseconds(2000);
+      std::unique_lock lock(mu);
+      cv.wait_for(lock, stop, wait, [] { return false; });
     }
   });
 }

@@ -34,9 +34,10 @@ class KeyFetcher {
   /// A refresh callback for auth::Verifier (blocks up to 2 s).
   auth::Verifier::Refresh RefreshCallback();
   /// A thread that retries Refresh every 2 s until it first succeeds (the
-  /// users service may start later). Stops when the returned jthread is
+  /// users service may start later), then refreshes every `period` so a
+  /// rotated-out key stops verifying. Stops when the returned jthread is
   /// destroyed; the fetcher must outlive it.
-  std::jthread LoadInBackground();
+  std::jthread LoadInBackground(std::chrono::seconds period = std::chrono::minutes(10));
 
  private:
   std::shared_ptr<grpc::Channel> channel_;

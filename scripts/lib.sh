@@ -1,0 +1,71 @@
+# Shared by scripts/run and scripts/test. Source it; do not run it.
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+PG_BIN="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)"
+
+# build <preset> [targets...]: configure once, then build.
+build() {
+  local preset="$1"; shift
+  if [ ! -f "$ROOT/build/$preset/build.ninja" ]; then
+    cmake --preset "$preset" -S "$ROOT" >/dev/null
+  fi
+  cmake --build "$ROOT/build/$preset" -j "$(nproc)" "$@"
+}
+
+# free_port: a TCP port nothing listens on right now.
+free_port() {
+  local port
+  while :; do
+    port=$(shuf -i 20000-60000 -n 1)
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+      echo "$port"
+      return
+    fi
+  done
+}
+
+# as_pg <cmd...>: run a PostgreSQL server command; as root, as the postgres user.
+as_pg() {
+  if [ "$(id -u)" -eq 0 ]; then
+    runuser -u postgres -- "$@"
+  else
+    "$@"
+  fi
+}
+
+# pg_local_start <dir>: start (initialising on first use) a PostgreSQL cluster
+# in <dir> on a free port; sets PG_PORT and PG_SOCK. Data survives restarts.
+pg_local_start() {
+  local dir="$1"
+  PG_SOCK="$dir/sock"
+  mkdir -p "$dir"
+  if [ "$(id -u)" -eq 0 ]; then
+    install -d -o postgres -m 700 "$dir/data" "$PG_SOCK"
+  else
+    install -d -m 700 "$dir/data" "$PG_SOCK"
+  fi
+  if [ ! -f "$dir/data/PG_VERSION" ]; then
+    as_pg "$PG_BIN/initdb" -D "$dir/data" -A trust -U postgres -E UTF8 >/dev/null
+  fi
+  if as_pg "$PG_BIN/pg_ctl" -D "$dir/data" status >/dev/null 2>&1; then
+    PG_PORT="$(cat "$dir/port")"
+    return 0
+  fi
+  PG_PORT="$(free_port)"
+  echo "$PG_PORT" > "$dir/port"
+  as_pg "$PG_BIN/pg_ctl" -D "$dir/data" -l "$PG_SOCK/postgresql.log" -w -t 30 \
+    -o "-k $PG_SOCK -p $PG_PORT -c listen_addresses=127.0.0.1" start >/dev/null
+}
+
+pg_local_stop() {
+  local dir="$1"
+  as_pg "$PG_BIN/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null 2>&1 || true
+}
+
+# pg_ensure_db <port> <name>: create a database if it does not exist.
+pg_ensure_db() {
+  local port="$1" name="$2"
+  if ! psql -h 127.0.0.1 -p "$port" -U postgres -tAc "SELECT 1 FROM pg_database WHERE datname = '$name'" postgres | grep -q 1; then
+    psql -h 127.0.0.1 -p "$port" -U postgres -qc "CREATE DATABASE $name" postgres
+  fi
+}

@@ -1,0 +1,81 @@
+#pragma once
+// The REST gateway: an HTTP/1.1 server that routes and transcodes requests
+// to gRPC backends generically, from the HTTP annotations of the compiled
+// service descriptors (DESIGN §3, §4). Beast, Asio and gRPC stay in the .cc
+// files.
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "portico/admin/admin_server.h"
+#include "portico/auth/jwt.h"
+#include "portico/core/result.h"
+
+namespace portico::gateway {
+
+/// Where the RPCs of services whose full name starts with `prefix` go, e.g.
+/// {"portico.users.v1.", "localhost:50051"}. The longest prefix wins.
+struct Upstream {
+  std::string prefix;
+  std::string target;  // gRPC target ("host:port", "dns:///...")
+};
+
+/// The services the gateway routes by default (every public Portico API).
+std::vector<std::string> DefaultServices();
+
+struct GatewayOptions {
+  std::string host = "0.0.0.0";
+  std::uint16_t port = 8080;  // 0 picks a free port (see Gateway::port())
+  int threads = 2;            // io_context threads
+  std::vector<std::string> services = DefaultServices();
+  std::vector<Upstream> upstreams;
+  std::chrono::milliseconds request_timeout{10'000};  // gRPC deadline per request
+  std::chrono::milliseconds header_timeout{10'000};   // to read one request (header and body)
+  std::chrono::milliseconds idle_timeout{60'000};     // keep-alive wait for the next request
+  std::size_t max_body_size = 1 << 20;                // larger bodies: 413
+  std::size_t max_header_size = 16 << 10;             // larger headers: 431
+  std::string jwt_issuer = "portico";
+  std::string jwt_audience = "portico-api";
+};
+
+class Gateway {
+ public:
+  /// Builds the route table and the upstream channels (no connection yet).
+  /// `keys` verifies access tokens; `refresh_keys` (may be null) is called by
+  /// the verifier on an unknown key id and may block briefly.
+  /// kInvalidArgument for a bad route table or a service without upstream.
+  static Result<std::unique_ptr<Gateway>> Create(GatewayOptions options,
+                                                 std::shared_ptr<auth::KeySet> keys,
+                                                 std::function<void()> refresh_keys = nullptr);
+  ~Gateway();  // Shuts down (grace 0) if still running.
+  Gateway(const Gateway&) = delete;
+  Gateway& operator=(const Gateway&) = delete;
+
+  /// Binds and starts serving on the io threads. kUnavailable if the address
+  /// cannot be bound.
+  Status Start();
+  /// The bound port (after Start).
+  std::uint16_t port() const;
+
+  /// Stops accepting, closes idle connections, lets in-flight requests
+  /// finish for up to `grace`, then cancels the rest and joins the threads.
+  /// Idempotent; blocks.
+  void Shutdown(std::chrono::milliseconds grace);
+
+  /// gRPC health (grpc.health.v1.Health/Check) of every upstream target,
+  /// each bounded by `timeout`. Thread-safe; blocks.
+  std::vector<admin::Check> CheckUpstreams(std::chrono::milliseconds timeout) const;
+
+  struct Impl;
+
+ private:
+  explicit Gateway(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace portico::gateway

@@ -1,0 +1,395 @@
+// The HTTP/1.1 server: one io_context on N threads, one strand per
+// connection, sequential request handling per connection (a pipelined
+// request is read only after the previous response is written), deadlines on
+// every read, limits on header and body size. The only Beast translation
+// unit of the gateway.
+#include "portico/gateway/gateway.h"
+
+#include <boost/asio/dispatch.hpp>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+
+#include <array>
+#include <atomic>
+#include <condition_variable>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <thread>
+
+#include "handler.h"
+#include "portico/log/log.h"
+#include "portico/transcode/problem.h"
+#include "upstream.h"
+
+namespace portico::gateway {
+
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace net = boost::asio;
+using tcp = net::ip::tcp;
+
+std::vector<std::string> DefaultServices() {
+  return {"portico.users.v1.AuthService", "portico.users.v1.UserService",
+          "portico.data.v1.DataService"};
+}
+
+class Session;
+
+struct Gateway::Impl {
+  GatewayOptions options;
+  std::unique_ptr<RequestHandler> handler;
+
+  // Live connections, for shutdown. Declared before the io_context: sessions
+  // unregister themselves when the io_context destroys their handlers.
+  std::mutex sessions_mu;
+  std::condition_variable sessions_cv;
+  std::map<Session*, std::weak_ptr<Session>> sessions;  // guarded by sessions_mu
+
+  net::io_context ioc;
+  tcp::acceptor acceptor{net::make_strand(ioc)};
+  std::optional<net::executor_work_guard<net::io_context::executor_type>> work;
+  std::vector<std::thread> threads;
+  std::atomic<bool> draining{false};
+  std::mutex stop_mu;
+  bool stopped = false;  // guarded by stop_mu
+  std::uint16_t port = 0;
+
+  void Accept();
+};
+
+class Session : public std::enable_shared_from_this<Session> {
+ public:
+  Session(tcp::socket&& socket, Gateway::Impl& server)
+      : stream_(std::move(socket)), server_(server) {
+    beast::error_code ec;
+    const auto remote = stream_.socket().remote_endpoint(ec);
+    if (!ec) remote_ = remote.address().to_string();
+  }
+
+  ~Session() {
+    std::lock_guard lock(server_.sessions_mu);
+    server_.sessions.erase(this);
+    server_.sessions_cv.notify_all();
+  }
+
+  void Start() {
+    net::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->ReadNext(); });
+  }
+
+  // On shutdown: close a connection that is not handling a request.
+  void CloseIfIdle() {
+    net::post(stream_.get_executor(), [self = shared_from_this()] {
+      if (!self->busy_) self->Close();
+    });
+  }
+
+  void ForceClose() {
+    net::post(stream_.get_executor(), [self = shared_from_this()] { self->Close(); });
+  }
+
+ private:
+  static constexpr std::size_t kReadChunk = 4096;
+
+  void ReadNext() {
+    if (server_.draining) return Close();
+    busy_ = false;
+    parser_.emplace();
+    parser_->header_limit(static_cast<std::uint32_t>(server_.options.max_header_size));
+    parser_->body_limit(server_.options.max_body_size);
+    if (!first_ && buffer_.size() == 0) {
+      // Keep-alive: wait for the next request's first bytes for up to the
+      // idle timeout; the header timeout starts once something arrives.
+      stream_.expires_after(server_.options.idle_timeout);
+      stream_.async_read_some(buffer_.prepare(kReadChunk),
+                              [self = shared_from_this()](beast::error_code ec, std::size_t n) {
+                                if (ec) return self->Close();
+                                self->buffer_.commit(n);
+                                self->ReadHeader();
+                              });
+      return;
+    }
+    ReadHeader();
+  }
+
+  void ReadHeader() {
+    stream_.expires_after(server_.options.header_timeout);
+    http::async_read_header(stream_, buffer_, *parser_,
+                            [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                              self->OnHeader(ec);
+                            });
+  }
+
+  void OnHeader(beast::error_code ec) {
+    if (ec) return OnReadError(ec);
+    busy_ = true;
+    const auto& req = parser_->get();
+    if (beast::iequals(req[http::field::expect], "100-continue") && !parser_->is_done()) {
+      auto cont = std::make_shared<http::response<http::empty_body>>(http::status::continue_,
+                                                                      req.version());
+      http::async_write(stream_, *cont,
+                        [self = shared_from_this(), cont](beast::error_code wec, std::size_t) {
+                          if (wec) return self->Close();
+                          self->ReadBody();
+                        });
+      return;
+    }
+    ReadBody();
+  }
+
+  void ReadBody() {
+    if (parser_->is_done()) return OnRequest();
+    http::async_read(stream_, buffer_, *parser_,
+                     [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                       if (ec) return self->OnReadError(ec);
+                       self->OnRequest();
+                     });
+  }
+
+  void OnReadError(beast::error_code ec) {
+    if (ec == http::error::header_limit) {
+      return Reject(431, "RESOURCE_EXHAUSTED", "the request header is too large");
+    }
+    if (ec == http::error::body_limit) {
+      return Reject(413, "RESOURCE_EXHAUSTED",
+                    "the request body is larger than " +
+                        std::to_string(server_.options.max_body_size) + " bytes");
+    }
+    if (ec == http::error::end_of_stream || ec == http::error::partial_message) {
+      return Close();  // the client went away
+    }
+    if (ec.category() == http::make_error_code(http::error::bad_target).category()) {
+      return Reject(400, "INVALID_ARGUMENT", "malformed HTTP request");
+    }
+    Close();  // timeout, reset, shutdown
+  }
+
+  HttpRequest Convert(http::request<http::string_body>& req) {
+    HttpRequest r;
+    r.method = std::string(req.method_string());
+    r.target = std::string(req.target());
+    r.headers.reserve(std::distance(req.begin(), req.end()));
+    for (const auto& field : req) {
+      std::string name(field.name_string());
+      for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      r.headers.emplace_back(std::move(name), std::string(field.value()));
+    }
+    r.client_address = remote_;
+    return r;
+  }
+
+  void Reject(int status, std::string_view code, std::string detail) {
+    busy_ = true;
+    HttpRequest partial = Convert(parser_->get());
+    version_ = parser_->get().version() == 10 ? 10 : 11;
+    keep_alive_ = false;
+    Write(server_.handler->Reject(partial, status, code, std::move(detail)));
+  }
+
+  void OnRequest() {
+    first_ = false;
+    auto& req = parser_->get();
+    keep_alive_ = req.keep_alive();
+    version_ = req.version();
+    HttpRequest r = Convert(req);
+    r.body = std::move(req.body());
+    stream_.expires_never();  // the backend deadline bounds what follows
+    auto self = shared_from_this();
+    server_.handler->Handle(
+        std::move(r),
+        [self](std::function<void()> fn) { net::post(self->stream_.get_executor(), std::move(fn)); },
+        [self](HttpResponse response) { self->Write(std::move(response)); });
+  }
+
+  void Write(HttpResponse response) {
+    auto res = std::make_shared<http::response<http::string_body>>();
+    res->version(version_);
+    res->result(static_cast<unsigned>(response.status));
+    res->reason(transcode::ReasonPhrase(response.status));
+    for (auto& [name, value] : response.headers) res->insert(name, value);
+    res->body() = std::move(response.body);
+    const bool keep = keep_alive_ && !response.close && !server_.draining;
+    res->keep_alive(keep);
+    res->prepare_payload();
+    // An unread request body forces a lingering close.
+    const bool unread = !parser_->is_done();
+    stream_.expires_after(server_.options.idle_timeout);
+    http::async_write(stream_, *res,
+                      [self = shared_from_this(), res, keep, unread](beast::error_code ec,
+                                                                     std::size_t) {
+                        if (ec) return self->Close();
+                        if (!keep) return self->CloseAfterResponse(unread);
+                        self->ReadNext();
+                      });
+  }
+
+  // Half-closes, then discards what the client still sends (briefly), so an
+  // unread body does not turn into a reset that destroys the response.
+  void CloseAfterResponse(bool drain) {
+    beast::error_code ec;
+    stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+    if (!drain || ec) return Close();
+    stream_.expires_after(std::chrono::seconds(2));
+    Drain();
+  }
+
+  void Drain() {
+    stream_.async_read_some(net::buffer(discard_),
+                            [self = shared_from_this()](beast::error_code ec, std::size_t n) {
+                              self->drained_ += n;
+                              if (ec || self->drained_ > (8u << 20)) return self->Close();
+                              self->Drain();
+                            });
+  }
+
+  void Close() {
+    beast::error_code ec;
+    stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
+    stream_.close();
+  }
+
+  beast::tcp_stream stream_;
+  Gateway::Impl& server_;
+  std::string remote_;
+  beast::flat_buffer buffer_;
+  std::optional<http::request_parser<http::string_body>> parser_;
+  std::array<char, 16384> discard_{};
+  std::size_t drained_ = 0;
+  bool first_ = true;
+  bool busy_ = false;  // between a request's first header byte and its response
+  bool keep_alive_ = false;
+  unsigned version_ = 11;
+};
+
+void Gateway::Impl::Accept() {
+  acceptor.async_accept(net::make_strand(ioc), [this](beast::error_code ec, tcp::socket socket) {
+    if (ec == net::error::operation_aborted || !acceptor.is_open()) return;
+    if (ec) {
+      // E.g. out of file descriptors: back off instead of spinning.
+      log::Warn("accept failed", {{"error", ec.message()}});
+      auto timer = std::make_shared<net::steady_timer>(acceptor.get_executor(),
+                                                       std::chrono::milliseconds(50));
+      timer->async_wait([this, timer](beast::error_code) { Accept(); });
+      return;
+    }
+    if (draining) return;
+    auto session = std::make_shared<Session>(std::move(socket), *this);
+    {
+      std::lock_guard lock(sessions_mu);
+      sessions.emplace(session.get(), session);
+    }
+    session->Start();
+    Accept();
+  });
+}
+
+Gateway::Gateway(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+Gateway::~Gateway() { Shutdown(std::chrono::milliseconds(0)); }
+
+Result<std::unique_ptr<Gateway>> Gateway::Create(GatewayOptions options,
+                                                 std::shared_ptr<auth::KeySet> keys,
+                                                 std::function<void()> refresh_keys) {
+  auto routes = transcode::RouteTable::Build(options.services);
+  if (!routes.ok()) return std::move(routes).error();
+  std::vector<std::string> services;
+  for (const auto& r : routes->routes()) {
+    if (std::find(services.begin(), services.end(), r->service) == services.end()) {
+      services.push_back(r->service);
+    }
+  }
+  auto upstreams = Upstreams::Create(options.upstreams, services);
+  if (!upstreams.ok()) return std::move(upstreams).error();
+
+  auto impl = std::make_unique<Impl>();
+  impl->options = options;
+  impl->handler = std::make_unique<RequestHandler>(options, std::move(routes).value(),
+                                                   std::move(upstreams).value(), std::move(keys),
+                                                   std::move(refresh_keys));
+  return std::unique_ptr<Gateway>(new Gateway(std::move(impl)));
+}
+
+Status Gateway::Start() {
+  Impl& s = *impl_;
+  beast::error_code ec;
+  tcp::resolver resolver(s.ioc);
+  const auto endpoints = resolver.resolve(s.options.host.empty() ? "0.0.0.0" : s.options.host,
+                                          std::to_string(s.options.port),
+                                          tcp::resolver::passive, ec);
+  if (ec || endpoints.empty()) {
+    return Error::Unavailable("cannot resolve " + s.options.host + ": " + ec.message());
+  }
+  const tcp::endpoint endpoint = endpoints.begin()->endpoint();
+  s.acceptor.open(endpoint.protocol(), ec);
+  if (!ec) s.acceptor.set_option(net::socket_base::reuse_address(true), ec);
+  if (!ec) s.acceptor.bind(endpoint, ec);
+  if (!ec) s.acceptor.listen(net::socket_base::max_listen_connections, ec);
+  if (ec) {
+    return Error::Unavailable("cannot listen on " + s.options.host + ":" +
+                              std::to_string(s.options.port) + ": " + ec.message());
+  }
+  s.port = s.acceptor.local_endpoint().port();
+  s.Accept();
+  s.work.emplace(s.ioc.get_executor());
+  const int n = std::max(1, s.options.threads);
+  for (int i = 0; i < n; ++i) s.threads.emplace_back([&s] { s.ioc.run(); });
+  return {};
+}
+
+std::uint16_t Gateway::port() const { return impl_->port; }
+
+void Gateway::Shutdown(std::chrono::milliseconds grace) {
+  Impl& s = *impl_;
+  {
+    std::lock_guard lock(s.stop_mu);
+    if (s.stopped) return;
+    s.stopped = true;
+  }
+  if (s.threads.empty()) return;
+  s.draining = true;
+  net::post(s.acceptor.get_executor(), [&s] {
+    beast::error_code ec;
+    s.acceptor.close(ec);
+  });
+
+  auto each_session = [&s](auto fn) {
+    // Collected under the lock, used outside it: dropping the last reference
+    // runs ~Session, which takes the lock.
+    std::vector<std::shared_ptr<Session>> live;
+    {
+      std::lock_guard lock(s.sessions_mu);
+      for (auto& [raw, weak] : s.sessions) {
+        if (auto session = weak.lock()) live.push_back(std::move(session));
+      }
+    }
+    for (auto& session : live) fn(*session);
+  };
+  auto wait_sessions = [&s](std::chrono::milliseconds d) {
+    std::unique_lock lock(s.sessions_mu);
+    s.sessions_cv.wait_for(lock, d, [&s] { return s.sessions.empty(); });
+  };
+  each_session([](Session& session) { session.CloseIfIdle(); });
+  wait_sessions(grace);
+  // Whatever is still waiting on a backend gets CANCELLED (answered 499).
+  s.handler->CancelAndWait(std::chrono::seconds(2));
+  each_session([](Session& session) { session.ForceClose(); });
+  wait_sessions(std::chrono::seconds(1));
+
+  s.work.reset();
+  s.ioc.stop();
+  for (auto& t : s.threads) t.join();
+  s.threads.clear();
+}
+
+std::vector<admin::Check> Gateway::CheckUpstreams(std::chrono::milliseconds timeout) const {
+  return impl_->handler->upstreams().Check(timeout);
+}
+
+}  // namespace portico::gateway

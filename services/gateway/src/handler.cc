@@ -1,0 +1,517 @@
+#include "handler.h"
+
+#include <grpcpp/client_context.h>
+#include <grpcpp/generic/generic_stub.h>
+#include <grpcpp/support/byte_buffer.h>
+#include <prometheus/counter.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+
+#include <cctype>
+#include <charconv>
+#include <exception>
+#include <random>
+
+#include <google/protobuf/message.h>
+
+#include "portico/admin/metrics.h"
+#include "portico/core/uuid.h"
+#include "portico/log/log.h"
+#include "portico/transcode/transcoder.h"
+
+namespace portico::gateway {
+
+using Clock = std::chrono::steady_clock;
+
+struct HandlerMetrics {
+  prometheus::Family<prometheus::Counter>& requests;
+  prometheus::Family<prometheus::Histogram>& duration;
+  prometheus::Gauge& in_flight;
+  prometheus::Family<prometheus::Counter>& upstream;
+
+  explicit HandlerMetrics(prometheus::Registry& r)
+      : requests(prometheus::BuildCounter()
+                     .Name("portico_http_requests_total")
+                     .Help("HTTP requests by route template, method and status.")
+                     .Register(r)),
+        duration(prometheus::BuildHistogram()
+                     .Name("portico_http_request_duration_seconds")
+                     .Help("HTTP request latency by route template and method.")
+                     .Register(r)),
+        in_flight(prometheus::BuildGauge()
+                      .Name("portico_http_in_flight_requests")
+                      .Help("HTTP requests being handled.")
+                      .Register(r)
+                      .Add({})),
+        upstream(prometheus::BuildCounter()
+                     .Name("portico_upstream_requests_total")
+                     .Help("Backend gRPC calls by service and status code.")
+                     .Register(r)) {}
+};
+
+struct RequestHandler::Exchange {
+  HttpRequest request;
+  std::string request_id;
+  TraceContext trace;
+  std::string method_label;
+  std::string route_label = "unmatched";
+  std::string path;
+  const transcode::Route* route = nullptr;
+  Clock::time_point start = Clock::now();
+
+  grpc::ClientContext ctx;
+  grpc::ByteBuffer request_buffer;
+  grpc::ByteBuffer response_buffer;
+  grpc::Status status;
+
+  log::Context LogContext() const { return {request_id, trace.trace_id, trace.span_id}; }
+};
+
+namespace {
+
+constexpr std::string_view kJson = "application/json";
+constexpr std::string_view kProblemJson = "application/problem+json";
+
+std::string RandomHex(std::size_t chars) {
+  thread_local std::mt19937_64 rng{std::random_device{}()};
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(chars);
+  while (out.size() < chars) {
+    std::uint64_t v = rng();
+    for (int i = 0; i < 16 && out.size() < chars; ++i, v >>= 4) out.push_back(kHex[v & 0xf]);
+  }
+  return out;
+}
+
+bool IsLowerHex(std::string_view s) {
+  for (char c : s) {
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+  }
+  return true;
+}
+
+bool AllZero(std::string_view s) { return s.find_first_not_of('0') == std::string_view::npos; }
+
+std::string Lower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+std::string_view Trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+
+bool IsBlank(std::string_view s) {
+  return s.find_first_not_of(" \t\r\n") == std::string_view::npos;
+}
+
+// application/json, application/merge-patch+json, application/<anything>+json.
+bool IsJsonMediaType(std::string_view content_type) {
+  const std::string type = Lower(Trim(content_type.substr(0, content_type.find(';'))));
+  if (type == kJson) return true;
+  constexpr std::string_view kApp = "application/";
+  constexpr std::string_view kSuffix = "+json";
+  return type.size() > kApp.size() + kSuffix.size() && type.starts_with(kApp) &&
+         type.ends_with(kSuffix);
+}
+
+// gRPC metadata values must be printable ASCII; anything else is dropped
+// rather than failing the call.
+bool IsMetadataSafe(std::string_view v) {
+  for (char c : v) {
+    if (c < 0x20 || c > 0x7e) return false;
+  }
+  return true;
+}
+
+std::string MethodLabel(std::string_view method) {
+  return transcode::ParseHttpMethod(method) ? std::string(method) : "OTHER";
+}
+
+// The path and query of an origin-form or absolute-form request target.
+void SplitTarget(std::string_view target, std::string* path, std::string* query) {
+  if (!target.empty() && target.front() != '/') {
+    if (const auto scheme = target.find("://"); scheme != std::string_view::npos) {
+      const auto slash = target.find_first_of("/?", scheme + 3);
+      target = slash == std::string_view::npos ? std::string_view("/") : target.substr(slash);
+      if (!target.empty() && target.front() == '?') {
+        *path = "/";
+        *query = std::string(target.substr(1));
+        return;
+      }
+    }
+  }
+  const auto q = target.find('?');
+  *path = std::string(target.substr(0, q));
+  *query = q == std::string_view::npos ? std::string() : std::string(target.substr(q + 1));
+  if (const auto hash = query->find('#'); hash != std::string::npos) query->resize(hash);
+}
+
+std::string BufferToString(const grpc::ByteBuffer& buffer) {
+  std::vector<grpc::Slice> slices;
+  std::string out;
+  if (!buffer.Dump(&slices).ok()) return out;
+  for (const auto& s : slices) out.append(reinterpret_cast<const char*>(s.begin()), s.size());
+  return out;
+}
+
+// Response metadata that becomes HTTP headers as-is.
+constexpr std::string_view kPassThrough[] = {"etag", "location", "retry-after", "cache-control"};
+
+void CopyMetadata(const std::multimap<grpc::string_ref, grpc::string_ref>& md,
+                  std::vector<std::pair<std::string, std::string>>* headers,
+                  std::string* http_status) {
+  for (const auto& [k, v] : md) {
+    const std::string_view key(k.data(), k.size());
+    const std::string_view value(v.data(), v.size());
+    if (!IsMetadataSafe(value)) continue;
+    if (key == "x-http-status") {
+      *http_status = std::string(value);
+      continue;
+    }
+    for (auto allowed : kPassThrough) {
+      if (key == allowed) headers->emplace_back(std::string(key), std::string(value));
+    }
+  }
+}
+
+bool HasHeader(const HttpResponse& r, std::string_view name) {
+  for (const auto& [k, v] : r.headers) {
+    if (Lower(k) == name) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+bool IsSaneRequestId(std::string_view id) {
+  if (id.empty() || id.size() > 128) return false;
+  for (char c : id) {
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '_' && c != '-') {
+      return false;
+    }
+  }
+  return true;
+}
+
+TraceContext ContinueTrace(std::string_view tp) {
+  TraceContext t;
+  // 00-<32 hex trace id>-<16 hex parent id>-<2 hex flags>
+  if (tp.size() == 55 && tp.substr(0, 3) == "00-" && tp[35] == '-' && tp[52] == '-' &&
+      IsLowerHex(tp.substr(3, 32)) && IsLowerHex(tp.substr(36, 16)) &&
+      IsLowerHex(tp.substr(53, 2)) && !AllZero(tp.substr(3, 32)) && !AllZero(tp.substr(36, 16))) {
+    t.trace_id = std::string(tp.substr(3, 32));
+    t.flags = std::string(tp.substr(53, 2));
+  } else {
+    do {
+      t.trace_id = RandomHex(32);
+    } while (AllZero(t.trace_id));
+    t.flags = "00";
+  }
+  do {
+    t.span_id = RandomHex(16);
+  } while (AllZero(t.span_id));
+  return t;
+}
+
+RequestHandler::RequestHandler(const GatewayOptions& options, transcode::RouteTable routes,
+                               std::unique_ptr<Upstreams> upstreams,
+                               std::shared_ptr<auth::KeySet> keys,
+                               std::function<void()> refresh_keys)
+    : options_(options),
+      routes_(std::move(routes)),
+      upstreams_(std::move(upstreams)),
+      keys_(std::move(keys)),
+      verifier_(std::make_unique<auth::Verifier>(
+          keys_, auth::VerifierOptions{options.jwt_issuer, options.jwt_audience},
+          std::move(refresh_keys))),
+      metrics_(std::make_unique<HandlerMetrics>(*admin::Registry())) {}
+
+RequestHandler::~RequestHandler() = default;
+
+HttpResponse RequestHandler::ProblemResponse(const Exchange& ex,
+                                             const transcode::Problem& problem) {
+  HttpResponse r;
+  r.status = problem.status;
+  r.body = transcode::RenderProblem(problem, ex.request_id);
+  r.headers.emplace_back("Content-Type", std::string(kProblemJson));
+  if (problem.retry_after_seconds > 0) {
+    r.headers.emplace_back("Retry-After", std::to_string(problem.retry_after_seconds));
+  }
+  return r;
+}
+
+void RequestHandler::Finish(Exchange& ex, HttpResponse& response) {
+  response.headers.emplace_back("X-Request-Id", ex.request_id);
+  response.headers.emplace_back("X-Content-Type-Options", "nosniff");
+  if (!HasHeader(response, "cache-control")) response.headers.emplace_back("Cache-Control", "no-store");
+
+  const double seconds = std::chrono::duration<double>(Clock::now() - ex.start).count();
+  const std::string status = std::to_string(response.status);
+  metrics_->requests
+      .Add({{"route", ex.route_label}, {"method", ex.method_label}, {"status", status}})
+      .Increment();
+  metrics_->duration.Add({{"route", ex.route_label}, {"method", ex.method_label}},
+                         admin::LatencyBuckets())
+      .Observe(seconds);
+  metrics_->in_flight.Decrement();
+
+  log::ScopedContext scope(ex.LogContext());
+  log::Info("request", {{"method", ex.request.method},
+                        {"route", ex.route_label},
+                        {"path", ex.path},
+                        {"status", response.status},
+                        {"duration_ms", seconds * 1000.0},
+                        {"client", ex.request.client_address}});
+}
+
+HttpResponse RequestHandler::Reject(const HttpRequest& request, int status, std::string_view code,
+                                    std::string detail) {
+  Exchange ex;
+  ex.request = request;
+  metrics_->in_flight.Increment();
+  const std::string_view id = request.Header("x-request-id");
+  ex.request_id = IsSaneRequestId(id) ? std::string(id) : NewUuidV7();
+  ex.trace = ContinueTrace(request.Header("traceparent"));
+  ex.method_label = MethodLabel(request.method);
+  std::string query;
+  SplitTarget(request.target, &ex.path, &query);
+  HttpResponse r = ProblemResponse(ex, transcode::MakeProblem(status, code, std::move(detail)));
+  r.close = true;
+  Finish(ex, r);
+  return r;
+}
+
+void RequestHandler::Handle(HttpRequest request, const Post& post, Done done) {
+  auto ex = std::make_shared<Exchange>();
+  metrics_->in_flight.Increment();
+  ex->request = std::move(request);
+  const std::string_view id = ex->request.Header("x-request-id");
+  ex->request_id = IsSaneRequestId(id) ? std::string(id) : NewUuidV7();
+  ex->trace = ContinueTrace(ex->request.Header("traceparent"));
+  ex->method_label = MethodLabel(ex->request.method);
+
+  auto answer = [&](HttpResponse r) {
+    Finish(*ex, r);
+    done(std::move(r));
+  };
+  auto problem = [&](const transcode::Problem& p) { answer(ProblemResponse(*ex, p)); };
+
+  try {
+    log::ScopedContext scope(ex->LogContext());
+    std::string query;
+    SplitTarget(ex->request.target, &ex->path, &query);
+
+    auto match = routes_.Match(ex->request.method, ex->path);
+    switch (match.kind) {
+      case transcode::MatchResult::Kind::kFound:
+        break;
+      case transcode::MatchResult::Kind::kNotFound:
+        return problem(transcode::MakeProblem(404, "NOT_FOUND", "no such endpoint: " + ex->path));
+      case transcode::MatchResult::Kind::kBadPath:
+        return problem(
+            transcode::MakeProblem(400, "INVALID_ARGUMENT", "malformed percent-encoding in the path"));
+      case transcode::MatchResult::Kind::kMethodNotAllowed: {
+        std::string allow;
+        for (const auto& m : match.allowed) allow += (allow.empty() ? "" : ", ") + m;
+        HttpResponse r = ProblemResponse(
+            *ex, transcode::MakeProblem(405, "UNIMPLEMENTED",
+                                        "method " + ex->request.method + " is not allowed here; use " + allow));
+        r.headers.emplace_back("Allow", allow);
+        return answer(std::move(r));
+      }
+    }
+    ex->route = match.route;
+    ex->route_label = match.route->path.text();
+    const transcode::Route& route = *match.route;
+
+    // Access policy.
+    if (route.access != transcode::Access::kPublic) {
+      const std::string_view header = Trim(ex->request.Header("authorization"));
+      auto unauthenticated = [&](std::string detail, bool presented) {
+        HttpResponse r = ProblemResponse(
+            *ex, transcode::ProblemFromError(Error::Unauthenticated(std::move(detail))));
+        r.headers.emplace_back("WWW-Authenticate",
+                               presented ? "Bearer error=\"invalid_token\"" : "Bearer");
+        answer(std::move(r));
+      };
+      if (header.empty()) return unauthenticated("this endpoint needs a bearer access token", false);
+      if (header.size() < 7 || Lower(header.substr(0, 7)) != "bearer ") {
+        return unauthenticated("the Authorization header must be \"Bearer <token>\"", true);
+      }
+      const std::string_view token = Trim(header.substr(7));
+      if (token.starts_with("pat_")) {
+        return unauthenticated("personal access tokens are not supported yet", true);
+      }
+      auto claims = verifier_->Verify(token);
+      if (!claims.ok()) {
+        return unauthenticated("invalid access token: " + claims.error().message, true);
+      }
+      if (route.access == transcode::Access::kAdmin && claims->role != "ADMIN") {
+        return problem(transcode::ProblemFromError(
+            Error::PermissionDenied("this operation requires the ADMIN role")));
+      }
+    }
+
+    if (!IsBlank(ex->request.body) && !IsJsonMediaType(ex->request.Header("content-type"))) {
+      return problem(transcode::MakeProblem(415, "INVALID_ARGUMENT",
+                                            "the request body must be JSON (application/json)"));
+    }
+    if (route.server_streaming) {
+      return problem(transcode::MakeProblem(501, "UNIMPLEMENTED", "streaming is not supported yet"));
+    }
+
+    auto message = transcode::BuildRequest(route, match.vars, query, ex->request.body);
+    if (!message.ok()) return problem(transcode::ProblemFromError(message.error()));
+    std::string bytes;
+    if (!(*message)->SerializeToString(&bytes)) {
+      return problem(transcode::ProblemFromError(Error::Internal("serialize request")));
+    }
+    grpc::Slice slice(std::move(bytes));
+    ex->request_buffer = grpc::ByteBuffer(&slice, 1);
+  } catch (const std::exception& e) {
+    log::ScopedContext scope(ex->LogContext());
+    log::Error("unhandled exception while handling a request", {{"error", e.what()}});
+    return problem(transcode::ProblemFromError(Error::Internal("unexpected")));
+  }
+  CallBackend(std::move(ex), post, std::move(done));
+}
+
+void RequestHandler::CallBackend(std::shared_ptr<Exchange> ex, const Post& post, Done done) {
+  const transcode::Route& route = *ex->route;
+  grpc::ClientContext& ctx = ex->ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + options_.request_timeout);
+  for (std::string_view name : {"authorization", "idempotency-key", "if-match", "if-none-match"}) {
+    const std::string_view v = ex->request.Header(name);
+    if (!v.empty() && IsMetadataSafe(v)) ctx.AddMetadata(std::string(name), std::string(v));
+  }
+  ctx.AddMetadata("x-request-id", ex->request_id);
+  ctx.AddMetadata("traceparent", ex->trace.Header());
+  if (const auto ua = ex->request.Header("user-agent"); !ua.empty() && IsMetadataSafe(ua)) {
+    ctx.AddMetadata("x-user-agent", std::string(ua));
+  }
+  if (!ex->request.client_address.empty() && IsMetadataSafe(ex->request.client_address)) {
+    ctx.AddMetadata("x-client-address", ex->request.client_address);
+  }
+
+  Exchange* raw = ex.get();
+  {
+    std::lock_guard lock(calls_mu_);
+    calls_.emplace(raw, ex);
+  }
+  upstreams_->StubFor(route.service)
+      ->UnaryCall(&ctx, route.rpc_path, grpc::StubOptions(), &raw->request_buffer,
+                  &raw->response_buffer,
+                  [this, ex = std::move(ex), post, done = std::move(done)](grpc::Status s) mutable {
+                    // On a gRPC thread: hand the rest to the connection's strand.
+                    ex->status = std::move(s);
+                    const Exchange* key = ex.get();
+                    post([this, ex, done = std::move(done)]() mutable {
+                      HttpResponse r;
+                      try {
+                        r = TranslateReply(*ex);
+                      } catch (const std::exception& e) {
+                        log::ScopedContext scope(ex->LogContext());
+                        log::Error("unhandled exception while translating a reply",
+                                   {{"error", e.what()}});
+                        r = ProblemResponse(*ex, transcode::ProblemFromError(Error::Internal("x")));
+                      }
+                      Finish(*ex, r);
+                      done(std::move(r));
+                    });
+                    {
+                      std::lock_guard lock(calls_mu_);
+                      calls_.erase(key);
+                    }
+                    calls_cv_.notify_all();
+                  });
+}
+
+HttpResponse RequestHandler::TranslateReply(Exchange& ex) {
+  const transcode::Route& route = *ex.route;
+  const grpc::Status& status = ex.status;
+  metrics_->upstream
+      .Add({{"service", route.service},
+            {"code", std::string(transcode::GrpcCodeName(status.error_code()))}})
+      .Increment();
+
+  std::vector<std::pair<std::string, std::string>> headers;
+  std::string status_override;
+  CopyMetadata(ex.ctx.GetServerInitialMetadata(), &headers, &status_override);
+  CopyMetadata(ex.ctx.GetServerTrailingMetadata(), &headers, &status_override);
+
+  HttpResponse r;
+  if (!status.ok()) {
+    const auto problem = transcode::ProblemFromRpcStatus(status.error_code(), status.error_message(),
+                                                         status.error_details());
+    if (problem.status >= 500) {
+      log::ScopedContext scope(ex.LogContext());
+      log::Warn("backend call failed", {{"rpc", route.rpc_path},
+                                        {"code", transcode::GrpcCodeName(status.error_code())},
+                                        {"error", status.error_message()}});
+    }
+    r = ProblemResponse(ex, problem);
+    for (auto& h : headers) {
+      // The service's own Retry-After wins over the problem's default.
+      if (h.first == "retry-after") {
+        std::erase_if(r.headers, [](const auto& kv) { return kv.first == "Retry-After"; });
+      }
+      r.headers.push_back(std::move(h));
+    }
+    return r;
+  }
+
+  auto response = transcode::NewResponse(route);
+  if (!response->ParseFromString(BufferToString(ex.response_buffer))) {
+    log::ScopedContext scope(ex.LogContext());
+    log::Error("unparsable backend response", {{"rpc", route.rpc_path}});
+    return ProblemResponse(ex, transcode::ProblemFromError(Error::Internal("bad response")));
+  }
+  auto body = transcode::RenderResponse(route, *response);
+  if (!body.ok()) {
+    log::ScopedContext scope(ex.LogContext());
+    log::Error("cannot render backend response", {{"rpc", route.rpc_path},
+                                                   {"error", body.error().message}});
+    return ProblemResponse(ex, transcode::ProblemFromError(body.error()));
+  }
+  r.status = body->status;
+  r.body = std::move(body->json);
+  if (!status_override.empty()) {
+    int code = 0;
+    const auto* end = status_override.data() + status_override.size();
+    if (auto [p, ec] = std::from_chars(status_override.data(), end, code);
+        ec == std::errc() && p == end && ((code >= 200 && code <= 299) || code == 304)) {
+      r.status = code;
+    }
+  }
+  if (r.status == 204 || r.status == 304) {
+    r.body.clear();
+  } else {
+    r.headers.emplace_back("Content-Type", std::string(kJson));
+  }
+  for (auto& h : headers) r.headers.push_back(std::move(h));
+  return r;
+}
+
+void RequestHandler::CancelAndWait(std::chrono::milliseconds timeout) {
+  // TryCancel may run the call's callback inline, which takes calls_mu_:
+  // cancel outside the lock, keeping the exchanges alive meanwhile.
+  std::vector<std::shared_ptr<Exchange>> live;
+  {
+    std::lock_guard lock(calls_mu_);
+    for (const auto& [key, weak] : calls_) {
+      if (auto ex = weak.lock()) live.push_back(std::move(ex));
+    }
+  }
+  for (const auto& ex : live) ex->ctx.TryCancel();
+  live.clear();
+  std::unique_lock lock(calls_mu_);
+  calls_cv_.wait_for(lock, timeout, [this] { return calls_.empty(); });
+}
+
+}  // namespace portico::gateway

@@ -1,0 +1,94 @@
+#pragma once
+// Request handling without Beast: route, authenticate, transcode, call the
+// backend, translate the answer. The HTTP server feeds it parsed requests
+// and writes what it answers.
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <map>
+#include <string>
+
+#include "http_types.h"
+#include "portico/auth/jwt.h"
+#include "portico/gateway/gateway.h"
+#include "portico/transcode/problem.h"
+#include "portico/transcode/route_table.h"
+#include "upstream.h"
+
+namespace grpc {
+class ClientContext;
+}
+
+namespace portico::gateway {
+
+struct HandlerMetrics;
+
+class RequestHandler {
+ public:
+  /// Runs a closure on the connection's strand (may be called from any thread).
+  using Post = std::function<void(std::function<void()>)>;
+  /// Receives the response, on the strand.
+  using Done = std::function<void(HttpResponse)>;
+
+  RequestHandler(const GatewayOptions& options, transcode::RouteTable routes,
+                 std::unique_ptr<Upstreams> upstreams, std::shared_ptr<auth::KeySet> keys,
+                 std::function<void()> refresh_keys);
+  ~RequestHandler();
+
+  /// Handles one request. `done` runs exactly once: directly (for answers
+  /// the gateway gives itself) or through `post` once the backend answers.
+  /// Never throws.
+  void Handle(HttpRequest request, const Post& post, Done done);
+
+  /// An answer the HTTP layer gives itself (413, 431, 400 for unparsable
+  /// requests), with request id, access log and metrics like any other.
+  /// `request` may be partially filled.
+  HttpResponse Reject(const HttpRequest& request, int status, std::string_view code,
+                      std::string detail);
+
+  /// Cancels every backend call in flight and waits (up to `timeout`) until
+  /// their callbacks have run.
+  void CancelAndWait(std::chrono::milliseconds timeout);
+
+  const Upstreams& upstreams() const { return *upstreams_; }
+
+ private:
+  struct Exchange;  // one request's state across the backend call
+  // Adds the headers every response carries, records metrics and the access log.
+  void Finish(Exchange& ex, HttpResponse& response);
+  HttpResponse ProblemResponse(const Exchange& ex, const transcode::Problem& problem);
+  void CallBackend(std::shared_ptr<Exchange> ex, const Post& post, Done done);
+  HttpResponse TranslateReply(Exchange& ex);
+
+  GatewayOptions options_;
+  transcode::RouteTable routes_;
+  std::unique_ptr<Upstreams> upstreams_;
+  std::shared_ptr<auth::KeySet> keys_;
+  std::unique_ptr<auth::Verifier> verifier_;
+  std::unique_ptr<HandlerMetrics> metrics_;
+
+  std::mutex calls_mu_;
+  std::condition_variable calls_cv_;
+  // Backend calls in flight, guarded by calls_mu_.
+  std::map<const Exchange*, std::weak_ptr<Exchange>> calls_;
+};
+
+/// True if `id` is 1-128 characters of [A-Za-z0-9._-].
+bool IsSaneRequestId(std::string_view id);
+
+/// W3C trace context for the hop to the backend: keeps the trace id of a
+/// valid `traceparent` (version 00) and makes a new span id; starts a new
+/// trace otherwise.
+struct TraceContext {
+  std::string trace_id;  // 32 lower-case hex
+  std::string span_id;   // 16 lower-case hex
+  std::string flags;     // 2 hex
+  std::string Header() const { return "00-" + trace_id + "-" + span_id + "-" + flags; }
+};
+TraceContext ContinueTrace(std::string_view traceparent);
+
+}  // namespace portico::gateway

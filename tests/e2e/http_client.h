@@ -1,0 +1,31 @@
+#pragma once
+// A minimal blocking HTTP/1.1 client for tests, on Beast (kept out of the
+// test files so only one translation unit pays for Beast).
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace portico::testing {
+
+struct HttpResponse {
+  int status = 0;
+  std::map<std::string, std::string> headers;  // lower-case names
+  std::string body;
+  std::string Header(const std::string& name) const {
+    auto it = headers.find(name);
+    return it == headers.end() ? std::string() : it->second;
+  }
+};
+
+/// Sends one request on a new connection to 127.0.0.1:`port` and reads the
+/// response. `headers` are added as given. Throws on connection errors.
+HttpResponse HttpRequest(std::uint16_t port, const std::string& method, const std::string& target,
+                         const std::string& body = "",
+                         const std::vector<std::pair<std::string, std::string>>& headers = {});
+
+/// True if GET `target` answers 200 within `timeout_ms` (polls).
+bool WaitForHttp200(std::uint16_t port, const std::string& target, int timeout_ms);
+
+}  // namespace portico::testing
