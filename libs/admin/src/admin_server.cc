@@ -11,7 +11,10 @@
 #include <boost/json/serialize.hpp>
 #include <boost/json/value.hpp>
 #include <chrono>
+#include <condition_variable>
+#include <mutex>
 #include <optional>
+#include <stdexcept>
 #include <string_view>
 #include <thread>
 
@@ -30,10 +33,110 @@ constexpr std::uint64_t kBodyLimit = 64 * 1024;
 using Request = http::request<http::string_body>;
 using Response = http::response<http::string_body>;
 
+using Clock = std::chrono::steady_clock;
+
+// Runs the readiness probe on its own thread and keeps its last result, so
+// that requests on the io thread only ever read a cached copy.
+class ProbeRunner {
+ public:
+  ProbeRunner(ReadinessProbe probe, ReadinessOptions options)
+      : probe_(std::move(probe)), options_(options) {
+    if (!probe_) last_.emplace();  // Nothing to check: ready.
+  }
+  ~ProbeRunner() { Stop(); }
+
+  void Start() {
+    if (!probe_ || thread_.joinable()) return;
+    {
+      std::lock_guard lock(mu_);
+      stopping_ = false;
+    }
+    thread_ = std::thread([this] { Loop(); });
+  }
+
+  void Stop() {
+    if (!thread_.joinable()) return;
+    {
+      std::lock_guard lock(mu_);
+      stopping_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+  }
+
+  bool WaitForRound(std::chrono::milliseconds timeout) {
+    if (!probe_) return true;
+    std::unique_lock lock(mu_);
+    if (stopping_) return false;
+    // A round already running may have read the state before this call.
+    const std::uint64_t target = rounds_started_ + 1;
+    run_requested_ = true;
+    cv_.notify_all();
+    cv_.wait_for(lock, timeout, [&] { return stopping_ || rounds_completed_ >= target; });
+    return rounds_completed_ >= target;
+  }
+
+  // The checks /readyz shows: the last result, plus a failing "probe" check
+  // while there is none yet or while a call has run for too long.
+  std::vector<Check> Snapshot() const {
+    std::lock_guard lock(mu_);
+    const bool stalled = running_since_ && Clock::now() - *running_since_ > options_.stall_after;
+    if (!last_) {
+      return {{"probe", false, stalled ? "readiness probe stalled" : "readiness probe pending"}};
+    }
+    std::vector<Check> checks = *last_;
+    if (stalled) checks.push_back({"probe", false, "readiness probe stalled"});
+    return checks;
+  }
+
+ private:
+  void Loop() {
+    std::unique_lock lock(mu_);
+    while (!stopping_) {
+      ++rounds_started_;
+      run_requested_ = false;
+      running_since_ = Clock::now();
+      lock.unlock();
+      std::vector<Check> checks = RunProbe();
+      lock.lock();
+      last_ = std::move(checks);
+      running_since_.reset();
+      ++rounds_completed_;
+      cv_.notify_all();
+      cv_.wait_for(lock, options_.interval, [&] { return stopping_ || run_requested_; });
+    }
+  }
+
+  std::vector<Check> RunProbe() {
+    try {
+      return probe_();
+    } catch (...) {
+      return {{"probe", false, "readiness probe failed"}};
+    }
+  }
+
+  const ReadinessProbe probe_;
+  const ReadinessOptions options_;
+  std::thread thread_;  // Started and joined by the owner's Start/Stop only.
+
+  mutable std::mutex mu_;  // Guards the members below; notifies cv_ on change.
+  std::condition_variable cv_;
+  bool stopping_ = true;  // True unless between Start() and Stop().
+  bool run_requested_ = false;
+  std::uint64_t rounds_started_ = 0;
+  std::uint64_t rounds_completed_ = 0;
+  std::optional<std::vector<Check>> last_;  // Empty until the first round completes.
+  std::optional<Clock::time_point> running_since_;  // Set while a round runs.
+};
+
 // What requests need from the server; outlives every session.
 struct Endpoints {
+  Endpoints(std::shared_ptr<prometheus::Registry> r, ReadinessProbe probe,
+            ReadinessOptions options)
+      : registry(std::move(r)), readiness(std::move(probe), options) {}
+
   std::shared_ptr<prometheus::Registry> registry;
-  ReadinessProbe probe;
+  ProbeRunner readiness;
   std::atomic<bool> draining{false};
 };
 
@@ -47,14 +150,7 @@ Response MakeResponse(http::status status, std::string content_type, std::string
 }
 
 Response Readiness(Endpoints& endpoints, unsigned version) {
-  std::vector<Check> checks;
-  if (endpoints.probe) {
-    try {
-      checks = endpoints.probe();
-    } catch (...) {
-      checks.push_back({"probe", false, "readiness probe failed"});
-    }
-  }
+  std::vector<Check> checks = endpoints.readiness.Snapshot();
   if (endpoints.draining.load()) checks.push_back({"shutdown", false, "draining"});
   bool ready = true;
   boost::json::array items;
@@ -165,6 +261,10 @@ class Session : public std::enable_shared_from_this<Session> {
 }  // namespace
 
 struct AdminServer::Impl {
+  Impl(std::shared_ptr<prometheus::Registry> registry, ReadinessProbe probe,
+       ReadinessOptions options)
+      : endpoints(std::move(registry), std::move(probe), options) {}
+
   Endpoints endpoints;  // Declared first: sessions destroyed with `io` refer to it.
   std::optional<asio::io_context> io;
   std::optional<tcp::acceptor> acceptor;
@@ -188,10 +288,13 @@ struct AdminServer::Impl {
   }
 };
 
-AdminServer::AdminServer(std::shared_ptr<prometheus::Registry> registry, ReadinessProbe probe)
-    : impl_(std::make_unique<Impl>()) {
-  impl_->endpoints.registry = std::move(registry);
-  impl_->endpoints.probe = std::move(probe);
+AdminServer::AdminServer(std::shared_ptr<prometheus::Registry> registry, ReadinessProbe probe,
+                         ReadinessOptions options) {
+  if (options.interval <= std::chrono::milliseconds::zero() ||
+      options.stall_after <= std::chrono::milliseconds::zero()) {
+    throw std::invalid_argument("AdminServer: readiness interval and stall_after must be > 0");
+  }
+  impl_ = std::make_unique<Impl>(std::move(registry), std::move(probe), options);
 }
 
 AdminServer::~AdminServer() { Stop(); }
@@ -226,6 +329,7 @@ Status AdminServer::Start(const std::string& host, std::uint16_t port) {
   impl_->retry_timer.emplace(*impl_->io);
   impl_->Accept();
   impl_->thread = std::thread([io = &*impl_->io] { io->run(); });
+  impl_->endpoints.readiness.Start();
   return {};
 }
 
@@ -233,7 +337,13 @@ std::uint16_t AdminServer::port() const { return impl_->port; }
 
 void AdminServer::SetDraining() { impl_->endpoints.draining.store(true); }
 
+bool AdminServer::WaitForProbe(std::chrono::milliseconds timeout) {
+  return impl_->endpoints.readiness.WaitForRound(timeout);
+}
+
 void AdminServer::Stop() {
+  // Probing stops first, so /healthz still answers while a probe call ends.
+  impl_->endpoints.readiness.Stop();
   if (!impl_->thread.joinable()) return;
   impl_->io->stop();
   impl_->thread.join();

@@ -96,12 +96,14 @@ Call::Call(grpc::ServerContext* ctx) : ctx_(ctx) {
   if (!SaneRequestId(request_id_)) request_id_ = NewUuidV7();
   // traceparent: 00-<32 hex trace id>-<16 hex parent span id>-<2 hex flags>
   const std::string tp = Metadata("traceparent");
-  if (tp.size() == 55 && tp[2] == '-' && tp[35] == '-' && tp[52] == '-' &&
+  if (tp.size() == 55 && tp.compare(0, 3, "00-") == 0 && tp[35] == '-' && tp[52] == '-' &&
       IsLowerHex(std::string_view(tp).substr(3, 32), 32) &&
       IsLowerHex(std::string_view(tp).substr(36, 16), 16) &&
-      tp.substr(3, 32) != std::string(32, '0')) {
+      IsLowerHex(std::string_view(tp).substr(53, 2), 2) &&
+      tp.substr(3, 32) != std::string(32, '0') && tp.substr(36, 16) != std::string(16, '0')) {
     trace_id_ = tp.substr(3, 32);
     parent_span_id_ = tp.substr(36, 16);
+    trace_flags_ = tp.substr(53, 2);
   } else {
     trace_id_ = NewTraceId();
   }
@@ -156,7 +158,7 @@ void Call::SetHeader(const std::string& key, const std::string& value) {
 
 void Call::PropagateTo(grpc::ClientContext* downstream) const {
   downstream->AddMetadata("x-request-id", request_id_);
-  downstream->AddMetadata("traceparent", "00-" + trace_id_ + "-" + span_id_ + "-01");
+  downstream->AddMetadata("traceparent", "00-" + trace_id_ + "-" + span_id_ + "-" + trace_flags_);
   const auto left = TimeLeft(deadline_);
   downstream->set_deadline(std::chrono::system_clock::now() +
                            std::chrono::duration_cast<std::chrono::system_clock::duration>(left));

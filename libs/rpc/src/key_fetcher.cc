@@ -39,7 +39,16 @@ Status KeyFetcher::Refresh(Deadline deadline) {
   return {};
 }
 
-auth::Verifier::Refresh KeyFetcher::RefreshCallback() {
+auth::Verifier::Refresh KeyFetcher::RefreshCallback(bool wait) {
+  if (!wait) {
+    return [this] {
+      {
+        std::lock_guard lock(wake_mu_);
+        wake_ = true;
+      }
+      wake_cv_.notify_one();
+    };
+  }
   return [this] {
     if (auto st = Refresh(DeadlineIn(std::chrono::seconds(2))); !st.ok()) {
       log::Warn("key refresh failed", {{"error", st.error().message}});
@@ -49,15 +58,14 @@ auth::Verifier::Refresh KeyFetcher::RefreshCallback() {
 
 std::jthread KeyFetcher::LoadInBackground(std::chrono::seconds period) {
   return std::jthread([this, period](std::stop_token stop) {
-    std::mutex mu;
-    std::condition_variable_any cv;
     while (!stop.stop_requested()) {
       auto st = Refresh(DeadlineIn(std::chrono::seconds(2)));
       if (!st.ok()) log::Warn("fetching signing keys failed", {{"error", st.error().message}});
       const auto wait = loaded() ? std::chrono::duration_cast<std::chrono::milliseconds>(period)
                                  : std::chrono::milliseconds(2000);
-      std::unique_lock lock(mu);
-      cv.wait_for(lock, stop, wait, [] { return false; });
+      std::unique_lock lock(wake_mu_);
+      wake_cv_.wait_for(lock, stop, wait, [this] { return wake_; });
+      wake_ = false;
     }
   });
 }

@@ -32,7 +32,7 @@ int Main(int argc, char** argv) {
       grpc::CreateChannel(settings.users_target, grpc::InsecureChannelCredentials()));
   auth::Verifier verifier(keys.keys(),
                           {.issuer = settings.jwt_issuer, .audience = settings.jwt_audience},
-                          keys.RefreshCallback());
+                          keys.RefreshCallback(/*wait=*/true));
   std::jthread key_loader = keys.LoadInBackground();
 
   Items items(pool, {.max_data_bytes = settings.max_item_bytes});

@@ -156,13 +156,18 @@ Result<v1::ListItemsResponse> Items::List(std::string_view owner, std::string_vi
                           {owner, collection, after, page_size + 1});
   if (!rows.ok()) return std::move(rows).error();
   v1::ListItemsResponse response;
-  for (int i = 0; i < rows->size() && i < page_size; ++i) {
-    auto item = ItemFromRow((*rows)[i]);
+  std::uint64_t bytes = 0;
+  int taken = 0;
+  for (; taken < rows->size() && taken < page_size; ++taken) {
+    const pg::Row row = (*rows)[taken];
+    bytes += row.GetView("data").size();
+    if (taken > 0 && bytes > limits_.max_page_bytes) break;
+    auto item = ItemFromRow(row);
     if (!item.ok()) return std::move(item).error();
     *response.add_items() = std::move(*item);
   }
-  if (rows->size() > page_size) {
-    response.set_next_page_token(EncodePageToken(response.items(page_size - 1).id()));
+  if (taken < rows->size()) {
+    response.set_next_page_token(EncodePageToken(response.items(taken - 1).id()));
   }
   return response;
 }

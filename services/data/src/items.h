@@ -24,6 +24,10 @@ struct ItemLimits {
   int max_depth = 64;                         // nesting of objects and arrays
   int default_page_size = 50;
   int max_page_size = 1000;
+  // A page stops early (with a next-page token) once its items' data reach
+  // this many bytes of JSON, so a page of large items stays well inside
+  // gRPC's message limits. A page always holds at least one item.
+  std::uint64_t max_page_bytes = 2 << 20;
 };
 
 class Items {
@@ -40,7 +44,9 @@ class Items {
   Result<v1::Item> Get(std::string_view owner, std::string_view collection, std::string_view id,
                        Deadline deadline);
 
-  /// A page of the owner's items in `collection`, newest first. `page_token`
+  /// A page of the owner's items in `collection`, newest first: at most
+  /// `page_size` items and, beyond the first, at most max_page_bytes of data.
+  /// `page_token`
   /// is the opaque cursor from a previous page; a malformed one is
   /// kInvalidArgument naming "pageToken". Items inserted while paging never
   /// make an item appear twice or vanish.

@@ -18,6 +18,7 @@
 #include <array>
 #include <atomic>
 #include <condition_variable>
+#include <future>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -209,6 +210,18 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   void Write(HttpResponse response) {
+    try {
+      WriteResponse(std::move(response));
+    } catch (const std::exception& e) {
+      log::Error("cannot write a response", {{"error", e.what()}});
+      Close();
+    } catch (...) {
+      log::Error("cannot write a response", {{"error", "unknown"}});
+      Close();
+    }
+  }
+
+  void WriteResponse(HttpResponse response) {
     auto res = std::make_shared<http::response<http::string_body>>();
     res->version(version_);
     res->result(static_cast<unsigned>(response.status));
@@ -267,6 +280,21 @@ class Session : public std::enable_shared_from_this<Session> {
   bool keep_alive_ = false;
   unsigned version_ = 11;
 };
+
+// Runs the io_context until it is stopped. An exception escaping a handler
+// is a bug: it is logged and the thread keeps serving.
+void RunIo(net::io_context& ioc) {
+  for (;;) {
+    try {
+      ioc.run();
+      return;
+    } catch (const std::exception& e) {
+      log::Error("unhandled exception in an I/O handler", {{"error", e.what()}});
+    } catch (...) {
+      log::Error("unhandled exception in an I/O handler", {{"error", "unknown"}});
+    }
+  }
+}
 
 void Gateway::Impl::Accept() {
   acceptor.async_accept(net::make_strand(ioc), [this](beast::error_code ec, tcp::socket socket) {
@@ -339,7 +367,7 @@ Status Gateway::Start() {
   s.Accept();
   s.work.emplace(s.ioc.get_executor());
   const int n = std::max(1, s.options.threads);
-  for (int i = 0; i < n; ++i) s.threads.emplace_back([&s] { s.ioc.run(); });
+  for (int i = 0; i < n; ++i) s.threads.emplace_back([&s] { RunIo(s.ioc); });
   return {};
 }
 
@@ -354,10 +382,18 @@ void Gateway::Shutdown(std::chrono::milliseconds grace) {
   }
   if (s.threads.empty()) return;
   s.draining = true;
-  net::post(s.acceptor.get_executor(), [&s] {
+  // No backend call starts from here on: every call is one this function
+  // can cancel and wait for.
+  s.handler->StopCalls();
+  // Closed on its strand, and waited for: once done, every accepted
+  // connection is registered (or was dropped), and none arrives any more.
+  std::promise<void> acceptor_closed;
+  net::post(s.acceptor.get_executor(), [&s, &acceptor_closed] {
     beast::error_code ec;
     s.acceptor.close(ec);
+    acceptor_closed.set_value();
   });
+  acceptor_closed.get_future().wait();
 
   auto each_session = [&s](auto fn) {
     // Collected under the lock, used outside it: dropping the last reference
@@ -377,8 +413,10 @@ void Gateway::Shutdown(std::chrono::milliseconds grace) {
   };
   each_session([](Session& session) { session.CloseIfIdle(); });
   wait_sessions(grace);
-  // Whatever is still waiting on a backend gets CANCELLED (answered 499).
-  s.handler->CancelAndWait(std::chrono::seconds(2));
+  // Whatever is still waiting on a backend gets CANCELLED (answered 499);
+  // the io threads still run, so those answers get written.
+  s.handler->CancelCalls();
+  if (s.handler->WaitForCalls(std::chrono::seconds(2))) wait_sessions(std::chrono::seconds(1));
   each_session([](Session& session) { session.ForceClose(); });
   wait_sessions(std::chrono::seconds(1));
 
@@ -386,6 +424,12 @@ void Gateway::Shutdown(std::chrono::milliseconds grace) {
   s.ioc.stop();
   for (auto& t : s.threads) t.join();
   s.threads.clear();
+  // A completion may still be on its way (gRPC runs it after TryCancel, but
+  // not necessarily by now). It posts to a strand of the io_context, which
+  // therefore lives until the last one has run; what it posts is destroyed,
+  // not run, with the io_context.
+  s.handler->CancelCalls();
+  s.handler->WaitForCalls(std::nullopt);
 }
 
 std::vector<admin::Check> Gateway::CheckUpstreams(std::chrono::milliseconds timeout) const {

@@ -8,16 +8,18 @@
 #include <prometheus/histogram.h>
 #include <prometheus/registry.h>
 
+#include <algorithm>
 #include <cctype>
 #include <charconv>
 #include <exception>
-#include <random>
+#include <stdexcept>
 
 #include <google/protobuf/message.h>
 
 #include "portico/admin/metrics.h"
 #include "portico/core/uuid.h"
 #include "portico/log/log.h"
+#include "portico/rpc/call.h"
 #include "portico/transcode/transcoder.h"
 
 namespace portico::gateway {
@@ -72,18 +74,6 @@ namespace {
 
 constexpr std::string_view kJson = "application/json";
 constexpr std::string_view kProblemJson = "application/problem+json";
-
-std::string RandomHex(std::size_t chars) {
-  thread_local std::mt19937_64 rng{std::random_device{}()};
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out;
-  out.reserve(chars);
-  while (out.size() < chars) {
-    std::uint64_t v = rng();
-    for (int i = 0; i < 16 && out.size() < chars; ++i, v >>= 4) out.push_back(kHex[v & 0xf]);
-  }
-  return out;
-}
 
 bool IsLowerHex(std::string_view s) {
   for (char c : s) {
@@ -187,6 +177,22 @@ bool HasHeader(const HttpResponse& r, std::string_view name) {
   return false;
 }
 
+bool HasAnyScope(const std::vector<std::string>& granted,
+                 const std::vector<std::string>& accepted) {
+  for (const auto& s : accepted) {
+    if (std::find(granted.begin(), granted.end(), s) != granted.end()) return true;
+  }
+  return false;
+}
+
+std::string MissingScopeDetail(const std::vector<std::string>& accepted) {
+  if (accepted.empty()) return "this endpoint does not accept scoped tokens";
+  if (accepted.size() == 1) return "this token lacks the scope " + accepted.front();
+  std::string list;
+  for (const auto& s : accepted) list += (list.empty() ? "" : ", ") + s;
+  return "this token lacks the scope for this endpoint (one of: " + list + ")";
+}
+
 }  // namespace
 
 bool IsSaneRequestId(std::string_view id) {
@@ -209,12 +215,12 @@ TraceContext ContinueTrace(std::string_view tp) {
     t.flags = std::string(tp.substr(53, 2));
   } else {
     do {
-      t.trace_id = RandomHex(32);
+      t.trace_id = rpc::NewTraceId();
     } while (AllZero(t.trace_id));
     t.flags = "00";
   }
   do {
-    t.span_id = RandomHex(16);
+    t.span_id = rpc::NewSpanId();
   } while (AllZero(t.span_id));
   return t;
 }
@@ -270,6 +276,23 @@ void RequestHandler::Finish(Exchange& ex, HttpResponse& response) {
                         {"client", ex.request.client_address}});
 }
 
+void RequestHandler::Deliver(Exchange& ex, HttpResponse response, Done& done) noexcept {
+  try {
+    Finish(ex, response);
+  } catch (const std::exception& e) {
+    log::Error("unhandled exception while finishing a response", {{"error", e.what()}});
+  } catch (...) {
+    log::Error("unhandled exception while finishing a response", {{"error", "unknown"}});
+  }
+  try {
+    if (done) done(std::move(response));
+  } catch (const std::exception& e) {
+    log::Error("unhandled exception while writing a response", {{"error", e.what()}});
+  } catch (...) {
+    log::Error("unhandled exception while writing a response", {{"error", "unknown"}});
+  }
+}
+
 HttpResponse RequestHandler::Reject(const HttpRequest& request, int status, std::string_view code,
                                     std::string detail) {
   Exchange ex;
@@ -296,9 +319,13 @@ void RequestHandler::Handle(HttpRequest request, const Post& post, Done done) {
   ex->trace = ContinueTrace(ex->request.Header("traceparent"));
   ex->method_label = MethodLabel(ex->request.method);
 
+  // `done` runs exactly once: set as soon as it ran or was handed to the
+  // backend call, so that a later exception cannot answer a second time.
+  bool answered = false;
   auto answer = [&](HttpResponse r) {
-    Finish(*ex, r);
-    done(std::move(r));
+    if (answered) return;
+    answered = true;
+    Deliver(*ex, std::move(r), done);
   };
   auto problem = [&](const transcode::Problem& p) { answer(ProblemResponse(*ex, p)); };
 
@@ -356,6 +383,11 @@ void RequestHandler::Handle(HttpRequest request, const Post& post, Done done) {
         return problem(transcode::ProblemFromError(
             Error::PermissionDenied("this operation requires the ADMIN role")));
       }
+      // A token with scopes is limited to the routes accepting one of them.
+      if (!claims->scopes.empty() && !HasAnyScope(claims->scopes, route.scopes)) {
+        return problem(transcode::ProblemFromError(
+            Error::PermissionDenied(MissingScopeDetail(route.scopes))));
+      }
     }
 
     if (!IsBlank(ex->request.body) && !IsJsonMediaType(ex->request.Header("content-type"))) {
@@ -374,15 +406,24 @@ void RequestHandler::Handle(HttpRequest request, const Post& post, Done done) {
     }
     grpc::Slice slice(std::move(bytes));
     ex->request_buffer = grpc::ByteBuffer(&slice, 1);
+    if (!CallBackend(ex, post, done)) {
+      auto p = transcode::MakeProblem(503, "UNAVAILABLE", "the gateway is shutting down");
+      p.retry_after_seconds = 1;
+      return problem(p);
+    }
+    answered = true;  // `done` now belongs to the backend call
   } catch (const std::exception& e) {
     log::ScopedContext scope(ex->LogContext());
     log::Error("unhandled exception while handling a request", {{"error", e.what()}});
-    return problem(transcode::ProblemFromError(Error::Internal("unexpected")));
+    if (!answered) problem(transcode::ProblemFromError(Error::Internal("unexpected")));
+  } catch (...) {
+    log::ScopedContext scope(ex->LogContext());
+    log::Error("unhandled exception while handling a request", {{"error", "unknown"}});
+    if (!answered) problem(transcode::ProblemFromError(Error::Internal("unexpected")));
   }
-  CallBackend(std::move(ex), post, std::move(done));
 }
 
-void RequestHandler::CallBackend(std::shared_ptr<Exchange> ex, const Post& post, Done done) {
+bool RequestHandler::CallBackend(std::shared_ptr<Exchange> ex, const Post& post, Done& done) {
   const transcode::Route& route = *ex->route;
   grpc::ClientContext& ctx = ex->ctx;
   ctx.set_deadline(std::chrono::system_clock::now() + options_.request_timeout);
@@ -398,38 +439,62 @@ void RequestHandler::CallBackend(std::shared_ptr<Exchange> ex, const Post& post,
   if (!ex->request.client_address.empty() && IsMetadataSafe(ex->request.client_address)) {
     ctx.AddMetadata("x-client-address", ex->request.client_address);
   }
+  grpc::GenericStub* stub = upstreams_->StubFor(route.service);
+  if (stub == nullptr) throw std::logic_error("no upstream for routed service " + route.service);
 
   Exchange* raw = ex.get();
   {
+    // Registered under the same lock that StopCalls takes, so CancelCalls
+    // and WaitForCalls see every call that starts.
     std::lock_guard lock(calls_mu_);
+    if (calls_stopped_) return false;
     calls_.emplace(raw, ex);
   }
-  upstreams_->StubFor(route.service)
-      ->UnaryCall(&ctx, route.rpc_path, grpc::StubOptions(), &raw->request_buffer,
-                  &raw->response_buffer,
-                  [this, ex = std::move(ex), post, done = std::move(done)](grpc::Status s) mutable {
-                    // On a gRPC thread: hand the rest to the connection's strand.
-                    ex->status = std::move(s);
-                    const Exchange* key = ex.get();
-                    post([this, ex, done = std::move(done)]() mutable {
-                      HttpResponse r;
-                      try {
-                        r = TranslateReply(*ex);
-                      } catch (const std::exception& e) {
-                        log::ScopedContext scope(ex->LogContext());
-                        log::Error("unhandled exception while translating a reply",
-                                   {{"error", e.what()}});
-                        r = ProblemResponse(*ex, transcode::ProblemFromError(Error::Internal("x")));
-                      }
-                      Finish(*ex, r);
-                      done(std::move(r));
-                    });
-                    {
-                      std::lock_guard lock(calls_mu_);
-                      calls_.erase(key);
-                    }
-                    calls_cv_.notify_all();
-                  });
+  auto unregister = [this, raw] {
+    std::lock_guard lock(calls_mu_);
+    calls_.erase(raw);
+    calls_cv_.notify_all();
+  };
+  try {
+    // The completion owns nothing once it returns: it may be destroyed later
+    // on a gRPC thread, when the server (and its io_context) may be gone.
+    // `done` is captured last: if copying `post` throws, it is still ours.
+    auto completion = [this, unregister, post = post, ex = std::move(ex),
+                       done = std::move(done)](grpc::Status s) mutable {
+      {
+        auto call = std::move(ex);
+        auto post_fn = std::move(post);
+        auto done_fn = std::move(done);
+        call->status = std::move(s);
+        try {
+          // On a gRPC thread: hand the rest to the connection's strand.
+          post_fn([this, call, done_fn = std::move(done_fn)]() mutable {
+            HttpResponse r;
+            try {
+              r = TranslateReply(*call);
+            } catch (const std::exception& e) {
+              log::ScopedContext scope(call->LogContext());
+              log::Error("unhandled exception while translating a reply", {{"error", e.what()}});
+              r = ProblemResponse(*call, transcode::ProblemFromError(Error::Internal("x")));
+            }
+            Deliver(*call, std::move(r), done_fn);
+          });
+        } catch (const std::exception& e) {
+          log::ScopedContext scope(call->LogContext());
+          log::Error("cannot hand a backend reply to its connection", {{"error", e.what()}});
+        }
+      }
+      // The last use of `this`: once the entry is gone, Shutdown may destroy
+      // the handler and the io_context.
+      unregister();
+    };
+    stub->UnaryCall(&raw->ctx, route.rpc_path, grpc::StubOptions(), &raw->request_buffer,
+                    &raw->response_buffer, std::move(completion));
+  } catch (...) {
+    unregister();  // the call did not start
+    throw;
+  }
+  return true;
 }
 
 HttpResponse RequestHandler::TranslateReply(Exchange& ex) {
@@ -498,8 +563,13 @@ HttpResponse RequestHandler::TranslateReply(Exchange& ex) {
   return r;
 }
 
-void RequestHandler::CancelAndWait(std::chrono::milliseconds timeout) {
-  // TryCancel may run the call's callback inline, which takes calls_mu_:
+void RequestHandler::StopCalls() {
+  std::lock_guard lock(calls_mu_);
+  calls_stopped_ = true;
+}
+
+void RequestHandler::CancelCalls() {
+  // TryCancel may run the call's completion inline, which takes calls_mu_:
   // cancel outside the lock, keeping the exchanges alive meanwhile.
   std::vector<std::shared_ptr<Exchange>> live;
   {
@@ -509,9 +579,15 @@ void RequestHandler::CancelAndWait(std::chrono::milliseconds timeout) {
     }
   }
   for (const auto& ex : live) ex->ctx.TryCancel();
-  live.clear();
+}
+
+bool RequestHandler::WaitForCalls(std::optional<std::chrono::milliseconds> timeout) {
   std::unique_lock lock(calls_mu_);
-  calls_cv_.wait_for(lock, timeout, [this] { return calls_.empty(); });
+  if (!timeout) {
+    calls_cv_.wait(lock, [this] { return calls_.empty(); });
+    return true;
+  }
+  return calls_cv_.wait_for(lock, *timeout, [this] { return calls_.empty(); });
 }
 
 }  // namespace portico::gateway

@@ -8,8 +8,9 @@
 #include <condition_variable>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <map>
+#include <mutex>
+#include <optional>
 #include <string>
 
 #include "http_types.h"
@@ -50,9 +51,18 @@ class RequestHandler {
   HttpResponse Reject(const HttpRequest& request, int status, std::string_view code,
                       std::string detail);
 
-  /// Cancels every backend call in flight and waits (up to `timeout`) until
-  /// their callbacks have run.
-  void CancelAndWait(std::chrono::milliseconds timeout);
+  /// From now on no backend call starts: requests that would need one are
+  /// answered 503 UNAVAILABLE. Irreversible; thread-safe.
+  void StopCalls();
+  /// Cancels every backend call in flight (each still answers, 499).
+  /// Thread-safe.
+  void CancelCalls();
+  /// Waits until no backend call is in flight, for at most `timeout`
+  /// (nullopt: as long as it takes). True if none is. After StopCalls and
+  /// CancelCalls, an unbounded wait ends promptly: gRPC runs the completion
+  /// of every cancelled call. Once it returns true no backend completion runs
+  /// any more, so the `post` functions given to Handle are no longer called.
+  bool WaitForCalls(std::optional<std::chrono::milliseconds> timeout);
 
   const Upstreams& upstreams() const { return *upstreams_; }
 
@@ -60,8 +70,13 @@ class RequestHandler {
   struct Exchange;  // one request's state across the backend call
   // Adds the headers every response carries, records metrics and the access log.
   void Finish(Exchange& ex, HttpResponse& response);
+  // Finish, then `done`; never throws (failures are logged).
+  void Deliver(Exchange& ex, HttpResponse response, Done& done) noexcept;
   HttpResponse ProblemResponse(const Exchange& ex, const transcode::Problem& problem);
-  void CallBackend(std::shared_ptr<Exchange> ex, const Post& post, Done done);
+  // Starts the backend call and moves `done` into its completion. False
+  // (with `done` untouched) once StopCalls has run. May throw before it
+  // takes `done`, never after.
+  bool CallBackend(std::shared_ptr<Exchange> ex, const Post& post, Done& done);
   HttpResponse TranslateReply(Exchange& ex);
 
   GatewayOptions options_;
@@ -73,16 +88,18 @@ class RequestHandler {
 
   std::mutex calls_mu_;
   std::condition_variable calls_cv_;
-  // Backend calls in flight, guarded by calls_mu_.
+  // Backend calls in flight, guarded by calls_mu_. An entry leaves the map as
+  // the very last step of the call's completion.
   std::map<const Exchange*, std::weak_ptr<Exchange>> calls_;
+  bool calls_stopped_ = false;  // guarded by calls_mu_
 };
 
 /// True if `id` is 1-128 characters of [A-Za-z0-9._-].
 bool IsSaneRequestId(std::string_view id);
 
-/// W3C trace context for the hop to the backend: keeps the trace id of a
-/// valid `traceparent` (version 00) and makes a new span id; starts a new
-/// trace otherwise.
+/// W3C trace context for the hop to the backend: keeps the trace id and the
+/// trace flags of a valid version-00 `traceparent` and makes a new span id;
+/// starts a new trace (flags 00) otherwise, including for any other version.
 struct TraceContext {
   std::string trace_id;  // 32 lower-case hex
   std::string span_id;   // 16 lower-case hex

@@ -87,7 +87,9 @@ int main(int argc, char** argv) {
 
   portico::rpc::KeyFetcher keys(
       grpc::CreateChannel(users_target, grpc::InsecureChannelCredentials()));
-  auto gateway = Gateway::Create(options, keys.keys(), keys.RefreshCallback());
+  // The verifier calls the refresh on an I/O thread: it only wakes the
+  // background loader and never waits for the fetch.
+  auto gateway = Gateway::Create(options, keys.keys(), keys.RefreshCallback(/*wait=*/false));
   if (!gateway.ok()) {
     log::Error("invalid route table", {{"error", gateway.error().message}});
     log::Flush();

@@ -48,7 +48,14 @@ void PasswordPool::Work() {
   }
 }
 
-Status PasswordPool::Run(const std::shared_ptr<Job>& job, Deadline deadline) {
+std::size_t PasswordPool::queued() const {
+  std::lock_guard lock(mu_);
+  return queue_.size();
+}
+
+Status PasswordPool::Execute(std::function<void()> work, Deadline deadline) {
+  auto job = std::make_shared<Job>();
+  job->work = std::move(work);
   {
     std::lock_guard lock(mu_);
     if (queue_.size() >= max_queue_) {
@@ -67,21 +74,19 @@ Status PasswordPool::Run(const std::shared_ptr<Job>& job, Deadline deadline) {
 
 Result<std::string> PasswordPool::Hash(std::string password, Deadline deadline) {
   auto result = std::make_shared<Result<std::string>>(Error::Internal("not run"));
-  auto job = std::make_shared<Job>();
-  job->work = [result, password = std::move(password), params = params_] {
+  auto work = [result, password = std::move(password), params = params_] {
     *result = auth::HashPassword(password, params);
   };
-  if (auto st = Run(job, deadline); !st.ok()) return std::move(st).error();
+  if (auto st = Execute(std::move(work), deadline); !st.ok()) return std::move(st).error();
   return std::move(*result);
 }
 
 Result<bool> PasswordPool::Verify(std::string hash, std::string password, Deadline deadline) {
   auto matched = std::make_shared<bool>(false);
-  auto job = std::make_shared<Job>();
-  job->work = [matched, hash = std::move(hash), password = std::move(password)] {
+  auto work = [matched, hash = std::move(hash), password = std::move(password)] {
     *matched = auth::VerifyPassword(hash, password);
   };
-  if (auto st = Run(job, deadline); !st.ok()) return std::move(st).error();
+  if (auto st = Execute(std::move(work), deadline); !st.ok()) return std::move(st).error();
   return *matched;
 }
 

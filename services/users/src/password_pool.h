@@ -30,16 +30,22 @@ class PasswordPool {
   /// True if `password` matches `hash`; same errors as Hash.
   Result<bool> Verify(std::string hash, std::string password, Deadline deadline);
 
+  /// Runs `work` on a worker; the primitive under Hash and Verify. Same
+  /// errors; if the deadline passes first, `work` is skipped when it has not
+  /// started (it must own what it touches: it may outlive the call).
+  Status Execute(std::function<void()> work, Deadline deadline);
+
   const auth::PasswordParams& params() const { return params_; }
+  /// Jobs waiting for a worker right now. Thread-safe.
+  std::size_t queued() const;
 
  private:
   struct Job;
-  Status Run(const std::shared_ptr<Job>& job, Deadline deadline);
   void Work();
 
   auth::PasswordParams params_;
   std::size_t max_queue_;
-  std::mutex mu_;
+  mutable std::mutex mu_;
   std::condition_variable cv_;
   std::deque<std::shared_ptr<Job>> queue_;  // guarded by mu_
   bool stopping_ = false;                   // guarded by mu_

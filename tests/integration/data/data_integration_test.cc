@@ -119,6 +119,31 @@ TEST_F(ItemsTest, PagesAreNewestFirstAndStableUnderConcurrentInserts) {
   EXPECT_EQ(std::set<std::string>(seen.begin(), seen.end()).size(), 25u);
 }
 
+TEST_F(ItemsTest, LargeItemsEndAPageEarlyAndEveryItemStillComes) {
+  Items small_pages(*pool_, ItemLimits{.max_data_bytes = 1024, .max_page_bytes = 1500});
+  std::set<std::string> ids;
+  for (int i = 0; i < 7; ++i) {
+    auto r = small_pages.Create(alice_, "big", Data(R"({"s":")" + std::string(600, 'x') + "\"}"),
+                                Soon());
+    ASSERT_TRUE(r.ok());
+    ids.insert(r->id());
+  }
+  std::set<std::string> seen;
+  std::string token;
+  int pages = 0;
+  do {
+    auto page = small_pages.List(alice_, "big", 100, token, Soon());
+    ASSERT_TRUE(page.ok());
+    EXPECT_GE(page->items_size(), 1);
+    EXPECT_LE(page->items_size(), 2);  // 2 x ~600 bytes fit in 1500, 3 do not
+    for (const auto& item : page->items()) EXPECT_TRUE(seen.insert(item.id()).second);
+    token = page->next_page_token();
+    ++pages;
+  } while (!token.empty() && pages < 20);
+  EXPECT_EQ(seen, ids);
+  EXPECT_EQ(pages, 4);
+}
+
 TEST_F(ItemsTest, PageSizeAndTokenAreValidated) {
   EXPECT_EQ(items_->List(alice_, "tasks", 1001, "", Soon()).error().fields.at(0).field, "pageSize");
   EXPECT_EQ(items_->List(alice_, "tasks", -1, "", Soon()).error().fields.at(0).field, "pageSize");

@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <span>
+#include <future>
 #include <thread>
 
 #include "accounts.h"
@@ -180,29 +181,78 @@ TEST_F(UsersTest, ReplicasStartingTogetherShareOneSigningKey) {
   }
   auto lease = (*pool)->Acquire(Soon());
   EXPECT_EQ(lease->Exec("SELECT count(*) FROM signing_keys")->front().GetInt64(0), 1);
-  auto jwks = accounts_->Jwks();
-  ASSERT_EQ(jwks.keys_size(), 1);
-  EXPECT_EQ(jwks.keys(0).kid(), keys_->Current()->kid);
+  for (auto& ring : rings) {
+    auto published = ring->Published();
+    ASSERT_EQ(published.size(), 1u);
+    EXPECT_EQ(published[0].kid, rings[0]->Current()->kid);
+    EXPECT_TRUE(ring->keyset()->Find(published[0].kid).has_value());
+  }
 }
 
-TEST(PasswordPool, FullQueueIsResourceExhaustedNotAStall) {
-  PasswordPool pool({.ops_limit = 1, .mem_limit = 8 << 20}, 1, 1);
-  std::vector<std::thread> threads;
-  std::atomic<int> ok{0}, exhausted{0};
-  for (int i = 0; i < 8; ++i) {
-    threads.emplace_back([&] {
-      auto r = pool.Hash("correct horse battery", DeadlineIn(std::chrono::seconds(30)));
-      if (r.ok()) ++ok;
-      else if (r.error().code == ErrorCode::kResourceExhausted) ++exhausted;
-    });
-  }
-  for (auto& t : threads) t.join();
-  EXPECT_GE(ok.load(), 1);
-  EXPECT_EQ(ok.load() + exhausted.load(), 8);
+TEST_F(UsersTest, JwksPublishesTheSigningKeyAsAnEd25519Jwk) {
+  auto jwks = accounts_->Jwks();
+  ASSERT_EQ(jwks.keys_size(), 1);
+  const auto& jwk = jwks.keys(0);
+  EXPECT_EQ(jwk.kid(), keys_->Current()->kid);
+  EXPECT_EQ(jwk.kty(), "OKP");
+  EXPECT_EQ(jwk.crv(), "Ed25519");
+  EXPECT_EQ(jwk.alg(), "EdDSA");
+  EXPECT_EQ(jwk.use(), "sig");
+  auto key = auth::PublicKeyFromJwk(jwk.kty(), jwk.crv(), jwk.x(), jwk.kid());
+  ASSERT_TRUE(key.ok());
+  EXPECT_EQ(key->key, keys_->Current()->public_key);
+}
+
+TEST(PasswordPool, FullQueueIsResourceExhaustedAtOnce) {
+  PasswordPool pool({.ops_limit = 1, .mem_limit = 8 << 20}, /*workers=*/1, /*max_queue=*/1);
+  // Occupy the only worker, then the only queue slot.
+  std::promise<void> release;
+  std::shared_future<void> released = release.get_future().share();
+  std::promise<void> started;
+  std::thread busy([&] {
+    EXPECT_TRUE(pool.Execute([&started, released] {
+                      started.set_value();
+                      released.wait();
+                    },
+                    DeadlineIn(std::chrono::seconds(30)))
+                    .ok());
+  });
+  started.get_future().wait();
+  std::thread queued([&] {
+    EXPECT_TRUE(pool.Hash("correct horse battery", DeadlineIn(std::chrono::seconds(30))).ok());
+  });
+  while (pool.queued() < 1) std::this_thread::yield();
+  // Worker busy, queue full: the next caller is refused at once.
+  auto refused = pool.Hash("correct horse battery", DeadlineIn(std::chrono::seconds(30)));
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().code, ErrorCode::kResourceExhausted);
+  release.set_value();
+  busy.join();
+  queued.join();
+  // Free again: hashes and verifies.
   auto hash = pool.Hash("correct horse battery", DeadlineIn(std::chrono::seconds(30)));
   ASSERT_TRUE(hash.ok());
   EXPECT_TRUE(*pool.Verify(*hash, "correct horse battery", DeadlineIn(std::chrono::seconds(30))));
   EXPECT_FALSE(*pool.Verify(*hash, "correct horse batterY", DeadlineIn(std::chrono::seconds(30))));
+}
+
+TEST(PasswordPool, DeadlineWhileQueuedIsDeadlineExceeded) {
+  PasswordPool pool({.ops_limit = 1, .mem_limit = 8 << 20}, 1, 4);
+  std::promise<void> release;
+  std::shared_future<void> released = release.get_future().share();
+  std::promise<void> started;
+  std::thread busy([&] {
+    (void)pool.Execute([&started, released] {
+      started.set_value();
+      released.wait();
+    }, DeadlineIn(std::chrono::seconds(30)));
+  });
+  started.get_future().wait();
+  auto late = pool.Hash("correct horse battery", DeadlineIn(std::chrono::milliseconds(50)));
+  ASSERT_FALSE(late.ok());
+  EXPECT_EQ(late.error().code, ErrorCode::kDeadlineExceeded);
+  release.set_value();
+  busy.join();
 }
 
 }  // namespace

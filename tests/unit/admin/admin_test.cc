@@ -8,12 +8,18 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <boost/json.hpp>
 #include <cerrno>
+#include <chrono>
+#include <condition_variable>
 #include <map>
+#include <memory>
+#include <mutex>
 #include <regex>
 #include <stdexcept>
 #include <string>
+#include <thread>
 
 #include "portico/admin/admin_server.h"
 #include "portico/admin/metrics.h"
@@ -109,10 +115,57 @@ HttpResponse Fetch(std::uint16_t port, const std::string& path, const std::strin
   return conn.ReadResponse(method == "HEAD");
 }
 
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+
+// Probe rounds run only when a test asks for one (WaitForProbe).
+constexpr ReadinessOptions kOnDemand{.interval = std::chrono::hours(1)};
+constexpr milliseconds kWait = seconds(5);  // Generous bound for what should be quick.
+
+// Holds a probe inside its call until opened; also opened on destruction, so
+// a failing test never leaves the probe thread blocked for long.
+class Gate {
+ public:
+  ~Gate() { Open(); }
+  void Close() {
+    std::lock_guard lock(mu_);
+    open_ = false;
+  }
+  void Open() {
+    {
+      std::lock_guard lock(mu_);
+      open_ = true;
+    }
+    cv_.notify_all();
+  }
+  // Called by the probe: records that it has entered, then waits (bounded).
+  void Pass() {
+    std::unique_lock lock(mu_);
+    ++entered_;
+    cv_.notify_all();
+    cv_.wait_for(lock, seconds(10), [&] { return open_; });
+  }
+  // Waits until the probe has entered `n` times in all.
+  bool WaitEntered(int n) {
+    std::unique_lock lock(mu_);
+    return cv_.wait_for(lock, kWait, [&] { return entered_ >= n; });
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool open_ = true;
+  int entered_ = 0;
+};
+
+milliseconds Since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration_cast<milliseconds>(std::chrono::steady_clock::now() - start);
+}
+
 class AdminServerTest : public ::testing::Test {
  protected:
-  void StartServer(ReadinessProbe probe = nullptr) {
-    server_ = std::make_unique<AdminServer>(registry_, std::move(probe));
+  void StartServer(ReadinessProbe probe = nullptr, ReadinessOptions options = kOnDemand) {
+    server_ = std::make_unique<AdminServer>(registry_, std::move(probe), options);
     ASSERT_TRUE(server_->Start("127.0.0.1", 0).ok());
     ASSERT_NE(server_->port(), 0);
   }
@@ -136,8 +189,10 @@ TEST_F(AdminServerTest, ReadyzReflectsChecks) {
     return std::vector<Check>{{"database", db_ok.load(), db_ok ? "" : "connection refused"},
                               {"keys", true, "2 loaded"}};
   });
+  ASSERT_TRUE(server_->WaitForProbe(kWait));
   HttpResponse res = Fetch(server_->port(), "/readyz");
   EXPECT_EQ(res.status, 200);
+  EXPECT_EQ(res.headers["content-type"], "application/json");
   auto body = boost::json::parse(res.body);
   EXPECT_EQ(body.at("status").as_string(), "ready");
   ASSERT_EQ(body.at("checks").as_array().size(), 2u);
@@ -146,6 +201,7 @@ TEST_F(AdminServerTest, ReadyzReflectsChecks) {
   EXPECT_EQ(body.at("checks").at(1).at("detail").as_string(), "2 loaded");
 
   db_ok = false;
+  ASSERT_TRUE(server_->WaitForProbe(kWait));
   res = Fetch(server_->port(), "/readyz");
   EXPECT_EQ(res.status, 503);
   body = boost::json::parse(res.body);
@@ -156,8 +212,9 @@ TEST_F(AdminServerTest, ReadyzReflectsChecks) {
 
 TEST_F(AdminServerTest, ReadyzAfterDrainingIs503) {
   StartServer([] { return std::vector<Check>{{"database", true, ""}}; });
+  ASSERT_TRUE(server_->WaitForProbe(kWait));
   EXPECT_EQ(Fetch(server_->port(), "/readyz").status, 200);
-  server_->SetDraining();
+  server_->SetDraining();  // No probe round in between: takes effect at once.
   HttpResponse res = Fetch(server_->port(), "/readyz");
   EXPECT_EQ(res.status, 503);
   EXPECT_EQ(boost::json::parse(res.body).at("status").as_string(), "not ready");
@@ -166,6 +223,7 @@ TEST_F(AdminServerTest, ReadyzAfterDrainingIs503) {
 
 TEST_F(AdminServerTest, ThrowingProbeIsNotReady) {
   StartServer([]() -> std::vector<Check> { throw std::runtime_error("secret detail"); });
+  ASSERT_TRUE(server_->WaitForProbe(kWait));
   HttpResponse res = Fetch(server_->port(), "/readyz");
   EXPECT_EQ(res.status, 503);
   EXPECT_EQ(res.body.find("secret detail"), std::string::npos);
@@ -175,6 +233,123 @@ TEST_F(AdminServerTest, ThrowingProbeIsNotReady) {
 TEST_F(AdminServerTest, ReadyzWithoutProbeIsReady) {
   StartServer();
   EXPECT_EQ(Fetch(server_->port(), "/readyz").status, 200);
+  EXPECT_TRUE(server_->WaitForProbe(milliseconds(0)));  // Nothing to wait for.
+}
+
+TEST_F(AdminServerTest, ReadyzAnswersFromTheLastProbeResult) {
+  std::atomic<int> calls{0};
+  std::atomic<bool> db_ok{true};
+  StartServer([&] {
+    ++calls;
+    return std::vector<Check>{{"database", db_ok.load(), ""}};
+  });
+  ASSERT_TRUE(server_->WaitForProbe(kWait));
+  const int after_first = calls.load();
+  EXPECT_GE(after_first, 1);
+  db_ok = false;
+  for (int i = 0; i < 10; ++i) {
+    // Requests neither call the probe nor see the change before a round.
+    EXPECT_EQ(Fetch(server_->port(), "/readyz").status, 200);
+  }
+  EXPECT_EQ(calls.load(), after_first);
+  ASSERT_TRUE(server_->WaitForProbe(kWait));
+  EXPECT_EQ(calls.load(), after_first + 1);
+  EXPECT_EQ(Fetch(server_->port(), "/readyz").status, 503);
+}
+
+TEST_F(AdminServerTest, ProbeRunsPeriodically) {
+  // Shared: the probe keeps running until the fixture stops the server.
+  auto calls = std::make_shared<std::atomic<int>>(0);
+  StartServer(
+      [calls] {
+        ++*calls;
+        return std::vector<Check>{};
+      },
+      {.interval = milliseconds(10)});
+  const auto start = std::chrono::steady_clock::now();
+  while (calls->load() < 3 && Since(start) < kWait) std::this_thread::sleep_for(milliseconds(5));
+  EXPECT_GE(calls->load(), 3);  // Without any request for one.
+}
+
+TEST_F(AdminServerTest, SlowProbeBlocksNoRequest) {
+  auto gate = std::make_shared<Gate>();
+  gate->Close();
+  StartServer([gate] {
+    gate->Pass();
+    return std::vector<Check>{{"database", true, ""}};
+  });
+  ASSERT_TRUE(gate->WaitEntered(1));  // The first probe call now blocks for seconds.
+
+  for (const char* path : {"/healthz", "/metrics", "/readyz", "/healthz"}) {
+    const auto start = std::chrono::steady_clock::now();
+    HttpResponse res = Fetch(server_->port(), path);
+    EXPECT_LT(Since(start), milliseconds(200)) << path;
+    if (std::string(path) == "/readyz") {
+      // Not ready until the first probe call completes.
+      EXPECT_EQ(res.status, 503);
+      auto body = boost::json::parse(res.body);
+      EXPECT_EQ(body.at("status").as_string(), "not ready");
+      ASSERT_EQ(body.at("checks").as_array().size(), 1u);
+      EXPECT_EQ(body.at("checks").at(0).at("name").as_string(), "probe");
+      EXPECT_EQ(body.at("checks").at(0).at("detail").as_string(), "readiness probe pending");
+    } else {
+      EXPECT_EQ(res.status, 200) << path;
+    }
+  }
+  // Waiting for a round is bounded too.
+  EXPECT_FALSE(server_->WaitForProbe(milliseconds(50)));
+
+  gate->Open();
+  ASSERT_TRUE(server_->WaitForProbe(kWait));
+  EXPECT_EQ(Fetch(server_->port(), "/readyz").status, 200);
+}
+
+TEST_F(AdminServerTest, StalledProbeIsNotReady) {
+  auto gate = std::make_shared<Gate>();
+  StartServer(
+      [gate] {
+        gate->Pass();
+        return std::vector<Check>{{"database", true, ""}};
+      },
+      {.interval = std::chrono::hours(1), .stall_after = milliseconds(100)});
+  ASSERT_TRUE(server_->WaitForProbe(kWait));
+  EXPECT_EQ(Fetch(server_->port(), "/readyz").status, 200);
+
+  gate->Close();
+  EXPECT_FALSE(server_->WaitForProbe(milliseconds(0)));  // Starts a round, which blocks.
+  ASSERT_TRUE(gate->WaitEntered(2));
+  // The stall shows once the call has run longer than stall_after.
+  const auto start = std::chrono::steady_clock::now();
+  HttpResponse res;
+  do {
+    res = Fetch(server_->port(), "/readyz");
+  } while (res.status == 200 && Since(start) < kWait);
+  EXPECT_EQ(res.status, 503);
+  auto body = boost::json::parse(res.body);
+  ASSERT_EQ(body.at("checks").as_array().size(), 2u);
+  EXPECT_EQ(body.at("checks").at(0).at("name").as_string(), "database");  // The last result.
+  EXPECT_EQ(body.at("checks").at(1).at("name").as_string(), "probe");
+  EXPECT_EQ(body.at("checks").at(1).at("detail").as_string(), "readiness probe stalled");
+
+  gate->Open();
+  ASSERT_TRUE(server_->WaitForProbe(kWait));
+  EXPECT_EQ(Fetch(server_->port(), "/readyz").status, 200);
+}
+
+TEST_F(AdminServerTest, StopDoesNotWaitForTheInterval) {
+  StartServer([] { return std::vector<Check>{}; }, {.interval = std::chrono::hours(1)});
+  ASSERT_TRUE(server_->WaitForProbe(kWait));  // The probe thread now sleeps an hour.
+  const auto start = std::chrono::steady_clock::now();
+  server_->Stop();
+  EXPECT_LT(Since(start), seconds(2));
+  EXPECT_FALSE(server_->WaitForProbe(milliseconds(0)));  // Not running.
+}
+
+TEST(AdminServerOptionsTest, NonPositiveOptionsAreRejected) {
+  EXPECT_THROW(AdminServer(Registry(), nullptr, {.interval = milliseconds(0)}),
+               std::invalid_argument);
+  EXPECT_THROW(AdminServer(Registry(), nullptr, {.stall_after = milliseconds(-1)}),
+               std::invalid_argument);
 }
 
 TEST_F(AdminServerTest, MetricsExposeRegisteredAndProcessMetrics) {
@@ -332,7 +507,7 @@ TEST_F(AdminServerTest, StopIsIdempotentAndClosesConnections) {
 
 TEST_F(AdminServerTest, StartFailsOnPortInUse) {
   StartServer();
-  AdminServer other(registry_, nullptr);
+  AdminServer other(registry_, nullptr);  // The two-argument form still compiles.
   Status s = other.Start("127.0.0.1", server_->port());
   ASSERT_FALSE(s.ok());
   EXPECT_EQ(s.error().code, ErrorCode::kUnavailable);

@@ -52,6 +52,8 @@ class FakeAuth final : public uv1::AuthService::Service {
   std::mutex mu;
   std::condition_variable cv;
   bool slow_started = false;  // guarded by mu
+  int blocked_calls = 0;      // "block@x" logins that started, guarded by mu
+  bool release_blocked = false;  // guarded by mu
 
   grpc::Status Register(grpc::ServerContext*, const uv1::RegisterRequest* req,
                         uv1::User* out) override {
@@ -72,6 +74,17 @@ class FakeAuth final : public uv1::AuthService::Service {
       }
       cv.notify_all();
       std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    }
+    if (email == "block@x") {
+      // Held until released or cancelled by the caller. The short wait only
+      // re-checks IsCancelled, which has no notification of its own.
+      std::unique_lock lock(mu);
+      ++blocked_calls;
+      cv.notify_all();
+      while (!release_blocked && !ctx->IsCancelled()) {
+        cv.wait_for(lock, std::chrono::milliseconds(5));
+      }
+      if (!release_blocked) return grpc::Status(grpc::StatusCode::CANCELLED, "cancelled");
     }
     if (email == "missing@x") return grpc::Status(grpc::StatusCode::NOT_FOUND, "no such account");
     if (email == "throttled@x") {
@@ -198,6 +211,14 @@ class Connection {
     r.status = static_cast<int>(r.raw.result_int());
     return r;
   }
+  // As Read; status 0 if the connection ended first.
+  Response TryRead() {
+    Response r;
+    beast::error_code ec;
+    http::read(stream_, buffer_, r.raw, ec);
+    if (!ec) r.status = static_cast<int>(r.raw.result_int());
+    return r;
+  }
   void WriteRaw(const std::string& bytes) { net::write(stream_.socket(), net::buffer(bytes)); }
   // True if the server closed the connection (EOF on the next read).
   bool ClosedByPeer() {
@@ -262,7 +283,8 @@ class GatewayTest : public ::testing::Test {
     delete key_;
   }
 
-  static std::string Token(const std::string& role, const std::string& kid = "") {
+  static std::string Token(const std::string& role, const std::string& kid = "",
+                           std::vector<std::string> scopes = {}) {
     auth::Claims c;
     c.iss = "portico";
     c.aud = "portico-api";
@@ -273,6 +295,7 @@ class GatewayTest : public ::testing::Test {
                 .count();
     c.exp = c.iat + 600;
     c.jti = "j1";
+    c.scopes = std::move(scopes);
     auth::SigningKey key = *key_;
     if (!kid.empty()) key.kid = kid;
     return auth::Sign(c, key);
@@ -291,6 +314,18 @@ class GatewayTest : public ::testing::Test {
     EXPECT_EQ(j.at("code").as_string(), code);
     EXPECT_EQ(j.at("requestId").as_string(), r.Header("X-Request-Id"));
     EXPECT_TRUE(j.contains("type") && j.contains("title") && j.contains("detail"));
+  }
+
+  static std::unique_ptr<Gateway> NewGateway() {
+    GatewayOptions options;
+    options.host = "127.0.0.1";
+    options.port = 0;
+    options.upstreams = {{"portico.", "127.0.0.1:" + std::to_string(backend_port_)}};
+    auto gw = Gateway::Create(options, *keys_);
+    if (!gw.ok()) ADD_FAILURE() << gw.error().message;
+    if (!gw.ok()) return nullptr;
+    if (!(*gw)->Start().ok()) ADD_FAILURE() << "cannot start";
+    return std::move(gw).value();
   }
 
   static inline int backend_port_ = 0;
@@ -349,6 +384,7 @@ TEST_F(GatewayTest, ForwardsAllowlistedMetadata) {
   ASSERT_EQ(tp.size(), 55u) << tp;
   EXPECT_EQ(tp.substr(0, 36), "00-0af7651916cd43dd8448eb211c80319c-");  // same trace
   EXPECT_NE(tp.substr(36, 16), "b7ad6b7169203331");                   // new span
+  EXPECT_EQ(tp.substr(52), "-01");                                    // same flags
   EXPECT_EQ(j.at("expiresIn").as_int64(), 900);
 }
 
@@ -364,6 +400,25 @@ TEST_F(GatewayTest, StartsATraceAndReplacesAnInsaneRequestId) {
   const std::string tp(j.at("refreshToken").as_string());
   EXPECT_EQ(tp.size(), 55u);
   EXPECT_EQ(tp.substr(0, 3), "00-");
+}
+
+TEST_F(GatewayTest, TraceparentOfAnotherVersionStartsANewTrace) {
+  auto login = [&](const std::string& traceparent) {
+    auto req = Req(http::verb::post, "/v1/auth/login", R"({"email":"a@x"})");
+    req.set("traceparent", traceparent);
+    auto r = Send(std::move(req));
+    EXPECT_EQ(r.status, 200) << r.raw.body();
+    return std::string(r.Json().at("refreshToken").as_string());
+  };
+  const std::string kept = login("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-03");
+  EXPECT_EQ(kept.substr(0, 36), "00-0af7651916cd43dd8448eb211c80319c-");
+  EXPECT_EQ(kept.substr(52), "-03");
+
+  const std::string fresh = login("01-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01");
+  ASSERT_EQ(fresh.size(), 55u) << fresh;
+  EXPECT_EQ(fresh.substr(0, 3), "00-");
+  EXPECT_NE(fresh.substr(3, 32), "0af7651916cd43dd8448eb211c80319c");
+  EXPECT_EQ(fresh.substr(52), "-00");
 }
 
 TEST_F(GatewayTest, BackendStatusesBecomeProblems) {
@@ -472,6 +527,40 @@ TEST_F(GatewayTest, AuthenticationAndRoles) {
   EXPECT_EQ(admin.Json().at("users").as_array().at(0).as_object().at("email").as_string(), "ad@x");
 }
 
+TEST_F(GatewayTest, ScopedTokensReachOnlyRoutesAcceptingOneOfTheirScopes) {
+  const std::string read = Token("USER", "", {"data:read"});
+  auto list = Send(Req(http::verb::get, "/v1/collections/notes/items?pageSize=2", "", read));
+  ASSERT_EQ(list.status, 200) << list.raw.body();
+  EXPECT_EQ(list.Json().at("nextPageToken").as_string(), "notes|2|");
+
+  auto create = Send(Req(http::verb::post, "/v1/collections/notes/items", R"({"data":{}})", read));
+  ExpectProblem(create, 403, "PERMISSION_DENIED");
+  EXPECT_EQ(create.Json().at("detail").as_string(), "this token lacks the scope data:write");
+
+  auto me = Send(Req(http::verb::get, "/v1/users/me", "", read));
+  ExpectProblem(me, 403, "PERMISSION_DENIED");
+  EXPECT_EQ(me.Json().at("detail").as_string(), "this token lacks the scope users:read");
+
+  // Routes without scopes take full access tokens only.
+  auto tokens = Send(Req(http::verb::get, "/v1/users/me/tokens", "", read));
+  ExpectProblem(tokens, 403, "PERMISSION_DENIED");
+  EXPECT_EQ(tokens.Json().at("detail").as_string(), "this endpoint does not accept scoped tokens");
+
+  const std::string both = Token("USER", "", {"data:write", "users:read"});
+  auto me_ok = Send(Req(http::verb::get, "/v1/users/me", "", both));
+  ASSERT_EQ(me_ok.status, 200) << me_ok.raw.body();
+  EXPECT_EQ(me_ok.Json().at("id").as_string(), "me");
+  EXPECT_EQ(Send(Req(http::verb::post, "/v1/collections/notes/items", R"({"data":{}})", both))
+                .status,
+            201);
+
+  // A token without scopes is a full access token.
+  EXPECT_EQ(Send(Req(http::verb::post, "/v1/collections/notes/items", R"({"data":{}})",
+                     Token("USER")))
+                .status,
+            201);
+}
+
 TEST_F(GatewayTest, ResponseMetadataBecomesHeaders) {
   auto created = Send(Req(http::verb::post, "/v1/collections/notes/items",
                           R"({"data":{"title":"t"}})", Token("USER")));
@@ -553,6 +642,10 @@ TEST_F(GatewayTest, MalformedRequestIs400AndCloses) {
 }
 
 TEST_F(GatewayTest, ShutdownFinishesInFlightRequestsAndRefusesNewOnes) {
+  {
+    std::lock_guard lock(auth_.mu);
+    auth_.slow_started = false;
+  }
   GatewayOptions options;
   options.host = "127.0.0.1";
   options.port = 0;
@@ -585,6 +678,77 @@ TEST_F(GatewayTest, ShutdownFinishesInFlightRequestsAndRefusesNewOnes) {
   tcp::socket s(ioc);
   s.connect(tcp::endpoint(net::ip::make_address("127.0.0.1"), port), ec);
   EXPECT_TRUE(ec) << "still accepting after shutdown";
+}
+
+TEST_F(GatewayTest, NoBackendCallStartsOnceShutdownBegan) {
+  auto gw = NewGateway();
+  ASSERT_NE(gw, nullptr);
+  const auto port = gw->port();
+  Connection idle(port);
+  Connection c(port);
+  // The request's header is in (the server asked for the body), so the
+  // connection is busy and survives the start of the shutdown.
+  c.WriteRaw(
+      "POST /v1/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+      "Expect: 100-continue\r\nContent-Length: 15\r\n\r\n");
+  ASSERT_EQ(c.Read().status, 100);
+  auto shutdown = std::async(std::launch::async, [&] { gw->Shutdown(std::chrono::seconds(10)); });
+  // Idle connections are closed only after the gateway stopped calling backends.
+  EXPECT_TRUE(idle.ClosedByPeer());
+  c.WriteRaw(R"({"email":"a@x"})");
+  auto r = c.Read();
+  ExpectProblem(r, 503, "UNAVAILABLE");
+  EXPECT_EQ(r.Header("Retry-After"), "1");
+  EXPECT_FALSE(r.raw.keep_alive());
+  shutdown.get();
+}
+
+TEST_F(GatewayTest, ShutdownWaitsForEveryBackendCallBeforeTheGatewayGoes) {
+  {
+    std::lock_guard lock(auth_.mu);
+    auth_.blocked_calls = 0;
+    auth_.release_blocked = false;
+  }
+  // Even rounds: the backend never answers, shutdown must cancel the call.
+  // Odd rounds: the backend answers while the gateway shuts down. Either
+  // way the gateway is destroyed right after Shutdown returns.
+  for (int round = 0; round < 6; ++round) {
+    SCOPED_TRACE("round " + std::to_string(round));
+    auto gw = NewGateway();
+    ASSERT_NE(gw, nullptr);
+    Connection c(gw->port());
+    c.WriteRaw(
+        "POST /v1/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        "Content-Length: 19\r\n\r\n{\"email\":\"block@x\"}");
+    {
+      std::unique_lock lock(auth_.mu);
+      ASSERT_TRUE(auth_.cv.wait_for(lock, std::chrono::seconds(10),
+                                    [&] { return auth_.blocked_calls == round + 1; }));
+    }
+    const bool release = round % 2 == 1;
+    std::thread releaser;
+    if (release) {
+      releaser = std::thread([] {
+        std::lock_guard lock(auth_.mu);
+        auth_.release_blocked = true;
+        auth_.cv.notify_all();
+      });
+    }
+    gw->Shutdown(std::chrono::milliseconds(0));
+    gw.reset();
+    if (releaser.joinable()) releaser.join();
+    auto r = c.TryRead();
+    if (release) {
+      EXPECT_TRUE(r.status == 200 || r.status == 499 || r.status == 0) << r.status;
+    } else {
+      ExpectProblem(r, 499, "CANCELLED");
+    }
+    std::lock_guard lock(auth_.mu);
+    auth_.release_blocked = false;
+  }
+  std::lock_guard lock(auth_.mu);
+  auth_.release_blocked = true;
+  auth_.cv.notify_all();
 }
 
 TEST_F(GatewayTest, UpstreamHealthChecks) {

@@ -71,6 +71,7 @@ class Call {
   std::string trace_id_;
   std::string span_id_;
   std::string parent_span_id_;
+  std::string trace_flags_ = "01";  // the caller's (sampled, if we started the trace)
   Deadline deadline_;
   std::string subject_;
 };

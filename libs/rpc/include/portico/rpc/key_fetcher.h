@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <memory>
 #include <mutex>
 #include <thread>
@@ -31,8 +32,12 @@ class KeyFetcher {
   std::shared_ptr<auth::KeySet> keys() const { return keys_; }
   /// True once a fetch has succeeded.
   bool loaded() const { return loaded_.load(); }
-  /// A refresh callback for auth::Verifier (blocks up to 2 s).
-  auth::Verifier::Refresh RefreshCallback();
+  /// A refresh callback for auth::Verifier. With `wait`, it fetches on the
+  /// calling thread (blocking up to 2 s); without, it only wakes the
+  /// LoadInBackground thread and returns at once — for event-loop threads,
+  /// which must never block (the token that triggered it fails; the next
+  /// one with that key verifies).
+  auth::Verifier::Refresh RefreshCallback(bool wait);
   /// A thread that retries Refresh every 2 s until it first succeeds (the
   /// users service may start later), then refreshes every `period` so a
   /// rotated-out key stops verifying. Stops when the returned jthread is
@@ -44,6 +49,9 @@ class KeyFetcher {
   std::shared_ptr<auth::KeySet> keys_ = std::make_shared<auth::KeySet>();
   std::atomic<bool> loaded_{false};
   std::mutex refresh_mu_;  // one fetch at a time
+  std::mutex wake_mu_;
+  std::condition_variable_any wake_cv_;
+  bool wake_ = false;  // guarded by wake_mu_: fetch now, an unknown kid was seen
 };
 
 }  // namespace portico::rpc

@@ -21,7 +21,7 @@ namespace portico::rpc {
 struct ServerOptions {
   std::string address = "0.0.0.0:50051";
   int max_threads = 32;                   // handler threads
-  std::size_t max_message_bytes = 4 << 20;
+  std::size_t max_message_bytes = 16 << 20;  // above any page a service builds
 };
 
 class Server {

@@ -47,7 +47,8 @@ class Gateway {
  public:
   /// Builds the route table and the upstream channels (no connection yet).
   /// `keys` verifies access tokens; `refresh_keys` (may be null) is called by
-  /// the verifier on an unknown key id and may block briefly.
+  /// the verifier on an unknown key id, on an I/O thread: it must not block
+  /// (e.g. only wake a background loader).
   /// kInvalidArgument for a bad route table or a service without upstream.
   static Result<std::unique_ptr<Gateway>> Create(GatewayOptions options,
                                                  std::shared_ptr<auth::KeySet> keys,
@@ -62,9 +63,11 @@ class Gateway {
   /// The bound port (after Start).
   std::uint16_t port() const;
 
-  /// Stops accepting, closes idle connections, lets in-flight requests
-  /// finish for up to `grace`, then cancels the rest and joins the threads.
-  /// Idempotent; blocks.
+  /// Stops accepting, closes idle connections, answers requests that would
+  /// start a backend call from now on 503, lets in-flight requests finish for
+  /// up to `grace`, then cancels the rest (answered 499) and joins the
+  /// threads. Returns only once no backend call is in flight, so the gateway
+  /// may be destroyed right after. Idempotent; blocks.
   void Shutdown(std::chrono::milliseconds grace);
 
   /// gRPC health (grpc.health.v1.Health/Check) of every upstream target,
