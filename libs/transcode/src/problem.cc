@@ -31,6 +31,17 @@ enum GrpcCode {
 };
 
 constexpr std::string_view kVersionMismatch = "VERSION_MISMATCH";
+// A change-feed position older than retention: the client must sync again.
+constexpr std::string_view kSinceTooOld = "SINCE_TOO_OLD";
+// An Idempotency-Key sent again with another request (IETF Idempotency-Key draft).
+constexpr std::string_view kIdempotencyKeyReused = "IDEMPOTENCY_KEY_REUSED";
+
+int FailedPreconditionStatus(std::string_view reason) {
+  if (reason == kVersionMismatch) return 412;
+  if (reason == kSinceTooOld) return 410;
+  if (reason == kIdempotencyKeyReused) return 422;
+  return 400;
+}
 
 std::string GenericDetail(int status) {
   switch (status) {
@@ -65,7 +76,7 @@ int HttpStatusForGrpc(int code, std::string_view reason) {
     case kNotFound: return 404;
     case kAlreadyExists:
     case kAborted: return 409;
-    case kFailedPrecondition: return reason == kVersionMismatch ? 412 : 400;
+    case kFailedPrecondition: return FailedPreconditionStatus(reason);
     case kResourceExhausted: return 429;
     case kCancelled: return 499;
     case kUnimplemented: return 501;
@@ -151,6 +162,7 @@ std::string_view ReasonPhrase(int status) {
     case 405: return "Method Not Allowed";
     case 408: return "Request Timeout";
     case 409: return "Conflict";
+    case 410: return "Gone";
     case 411: return "Length Required";
     case 412: return "Precondition Failed";
     case 413: return "Content Too Large";

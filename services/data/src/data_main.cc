@@ -2,7 +2,11 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <algorithm>
+#include <condition_variable>
+#include <mutex>
 #include <span>
+#include <stop_token>
 #include <thread>
 
 #include "grpc_services.h"
@@ -10,6 +14,7 @@
 #include "portico/admin/admin_server.h"
 #include "portico/admin/metrics.h"
 #include "portico/auth/jwt.h"
+#include "portico/log/log.h"
 #include "portico/rpc/key_fetcher.h"
 #include "portico/rpc/server.h"
 #include "portico/runtime/runtime.h"
@@ -35,9 +40,37 @@ int Main(int argc, char** argv) {
                           keys.RefreshCallback(/*wait=*/true));
   std::jthread key_loader = keys.LoadInBackground();
 
-  Items items(pool, {.max_data_bytes = settings.max_item_bytes});
+  Items items(pool, {.max_data_bytes = settings.max_item_bytes,
+                     .change_retention = settings.change_retention,
+                     .idempotency_ttl = settings.idempotency_ttl,
+                     .page_token_key = settings.page_token_key});
   DataServiceImpl data_service(items, verifier);
-  v1::DataAdmin::Service data_admin;  // PurgeOwner: UNIMPLEMENTED until account deletion lands
+  DataAdminImpl data_admin(items, verifier);
+
+  // Housekeeping: expired tombstones and idempotency keys. Any replica may
+  // run it; Prune lets one at a time do the work.
+  const auto prune_interval = std::max<std::chrono::milliseconds>(settings.prune_interval,
+                                                                   std::chrono::seconds(1));
+  std::jthread pruner([&items, interval = prune_interval](std::stop_token stop) {
+    std::mutex mu;  // guards nothing; condition_variable_any needs one to wait on
+    std::condition_variable_any wake;
+    while (!stop.stop_requested()) {
+      for (int batch = 0; batch < 100; ++batch) {
+        auto report = items.Prune(DeadlineIn(std::chrono::seconds(30)));
+        if (!report.ok()) {
+          log::Warn("pruning the change feed failed", {{"error", report.error().message}});
+          break;
+        }
+        if (report->tombstones > 0 || report->idempotency_keys > 0) {
+          log::Info("pruned", {{"tombstones", report->tombstones},
+                               {"idempotency_keys", report->idempotency_keys}});
+        }
+        if (report->tombstones < 10000 && report->idempotency_keys < 10000) break;
+      }
+      std::unique_lock lock(mu);
+      wake.wait_for(lock, stop, interval, [] { return false; });
+    }
+  });
 
   rpc::Server server({.address = settings.grpc_addr.ToString(),
                       .max_threads = settings.grpc_threads});

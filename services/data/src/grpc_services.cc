@@ -1,12 +1,11 @@
 #include "grpc_services.h"
 
 #include "items.h"
+#include "portico/api/v1/error_details.pb.h"
 #include "portico/rpc/call.h"
 
 namespace portico::data {
 namespace {
-
-std::string ETag(const v1::Item& item) { return "\"" + std::to_string(item.version()) + "\""; }
 
 // Data belongs to people: an admin token reads nobody else's items here, and
 // service tokens have no business on these routes.
@@ -14,23 +13,47 @@ Result<rpc::Principal> Owner(rpc::Call& call, const auth::Verifier& verifier) {
   return call.Authorize(verifier, {"USER", "ADMIN"});
 }
 
+Status RequireData(bool has_data) {
+  if (has_data) return {};
+  return Error::InvalidArgument("item data is required", {{"data", "must be a JSON object"}});
+}
+
+// Error (portico::Error) has no reason of its own: the handler says which
+// failure code of its RPC means which reason, and this adds it to the
+// status' ErrorDetails after the common translation.
+grpc::Status WithReason(grpc::Status status, grpc::StatusCode code, const char* reason) {
+  if (status.error_code() != code) return status;
+  api::v1::ErrorDetails details;
+  if (!status.error_details().empty()) details.ParseFromString(status.error_details());
+  details.set_reason(reason);
+  return grpc::Status(status.error_code(), status.error_message(), details.SerializeAsString());
+}
+
+void SetItemHeaders(rpc::Call& call, const v1::Item& item) {
+  call.SetHeader("etag", ETagOf(item.version()));
+}
+
 }  // namespace
 
 grpc::Status DataServiceImpl::CreateItem(grpc::ServerContext* ctx,
                                          const v1::CreateItemRequest* req, v1::Item* resp) {
-  return rpc::Handle(ctx, "portico.data.v1.DataService/CreateItem", [&](rpc::Call& call) -> Status {
+  auto status = rpc::Handle(ctx, "portico.data.v1.DataService/CreateItem", [&](rpc::Call& call) -> Status {
     auto owner = Owner(call, verifier_);
     if (!owner.ok()) return std::move(owner).error();
-    if (!req->has_data()) {
-      return Error::InvalidArgument("item data is required", {{"data", "must be a JSON object"}});
-    }
-    auto item = items_.Create(owner->subject, req->collection(), req->data(), call.deadline());
-    if (!item.ok()) return std::move(item).error();
-    call.SetHeader("etag", ETag(*item));
-    call.SetHeader("location", "/v1/collections/" + item->collection() + "/items/" + item->id());
-    *resp = std::move(*item);
+    if (auto st = RequireData(req->has_data()); !st.ok()) return st;
+    auto created = items_.Create(owner->subject, req->collection(), req->data(),
+                                 call.Metadata("idempotency-key"), call.deadline());
+    if (!created.ok()) return std::move(created).error();
+    const v1::Item& item = created->item;
+    SetItemHeaders(call, item);
+    call.SetHeader("location", "/v1/collections/" + item.collection() + "/items/" + item.id());
+    *resp = std::move(created->item);
     return {};
   });
+  status = WithReason(std::move(status), grpc::StatusCode::FAILED_PRECONDITION,
+                      kReasonIdempotencyKeyReused);
+  return WithReason(std::move(status), grpc::StatusCode::ALREADY_EXISTS,
+                    kReasonIdempotencyInFlight);
 }
 
 grpc::Status DataServiceImpl::GetItem(grpc::ServerContext* ctx, const v1::GetItemRequest* req,
@@ -40,9 +63,11 @@ grpc::Status DataServiceImpl::GetItem(grpc::ServerContext* ctx, const v1::GetIte
     if (!owner.ok()) return std::move(owner).error();
     auto item = items_.Get(owner->subject, req->collection(), req->id(), call.deadline());
     if (!item.ok()) return std::move(item).error();
-    const std::string etag = ETag(*item);
-    call.SetHeader("etag", etag);
-    if (call.Metadata("if-none-match") == etag) {
+    SetItemHeaders(call, *item);
+    // If-None-Match compares weakly (RFC 9110 13.1.2): W/"3" matches too.
+    const Precondition none_match =
+        ParseIfMatch(call.Metadata("if-none-match"), /*weak_comparison=*/true);
+    if (none_match.present && none_match.Matches(item->version())) {
       call.SetHeader("x-http-status", "304");
       return {};
     }
@@ -51,19 +76,99 @@ grpc::Status DataServiceImpl::GetItem(grpc::ServerContext* ctx, const v1::GetIte
   });
 }
 
+grpc::Status DataServiceImpl::ReplaceItem(grpc::ServerContext* ctx,
+                                          const v1::ReplaceItemRequest* req, v1::Item* resp) {
+  return rpc::Handle(ctx, "portico.data.v1.DataService/ReplaceItem", [&](rpc::Call& call) -> Status {
+    auto owner = Owner(call, verifier_);
+    if (!owner.ok()) return std::move(owner).error();
+    if (auto st = RequireData(req->has_data()); !st.ok()) return st;
+    auto item = items_.Replace(owner->subject, req->collection(), req->id(), req->data(),
+                               ParseIfMatch(call.Metadata("if-match")), call.deadline());
+    if (!item.ok()) return std::move(item).error();
+    SetItemHeaders(call, *item);
+    *resp = std::move(*item);
+    return {};
+  });
+}
+
+grpc::Status DataServiceImpl::UpdateItem(grpc::ServerContext* ctx,
+                                         const v1::UpdateItemRequest* req, v1::Item* resp) {
+  return rpc::Handle(ctx, "portico.data.v1.DataService/UpdateItem", [&](rpc::Call& call) -> Status {
+    auto owner = Owner(call, verifier_);
+    if (!owner.ok()) return std::move(owner).error();
+    if (auto st = RequireData(req->has_data()); !st.ok()) return st;
+    auto item = items_.Update(owner->subject, req->collection(), req->id(), req->data(),
+                              ParseIfMatch(call.Metadata("if-match")), call.deadline());
+    if (!item.ok()) return std::move(item).error();
+    SetItemHeaders(call, *item);
+    *resp = std::move(*item);
+    return {};
+  });
+}
+
+grpc::Status DataServiceImpl::DeleteItem(grpc::ServerContext* ctx,
+                                         const v1::DeleteItemRequest* req,
+                                         google::protobuf::Empty*) {
+  return rpc::Handle(ctx, "portico.data.v1.DataService/DeleteItem", [&](rpc::Call& call) -> Status {
+    auto owner = Owner(call, verifier_);
+    if (!owner.ok()) return std::move(owner).error();
+    return items_.Delete(owner->subject, req->collection(), req->id(),
+                         ParseIfMatch(call.Metadata("if-match")), call.deadline());
+  });
+}
+
 grpc::Status DataServiceImpl::ListItems(grpc::ServerContext* ctx, const v1::ListItemsRequest* req,
                                         v1::ListItemsResponse* resp) {
   return rpc::Handle(ctx, "portico.data.v1.DataService/ListItems", [&](rpc::Call& call) -> Status {
     auto owner = Owner(call, verifier_);
     if (!owner.ok()) return std::move(owner).error();
-    if (!req->order_by().empty() || !req->filter().empty()) {
-      return Error{ErrorCode::kUnimplemented, "orderBy and filter are not supported yet", {}};
-    }
-    auto page = items_.List(owner->subject, req->collection(), req->page_size(),
-                            req->page_token(), call.deadline());
+    auto page = items_.List(owner->subject, req->collection(),
+                            ListQuery{.page_size = req->page_size(),
+                                      .page_token = req->page_token(),
+                                      .order_by = req->order_by(),
+                                      .filter = req->filter()},
+                            call.deadline());
     if (!page.ok()) return std::move(page).error();
     *resp = std::move(*page);
     return {};
+  });
+}
+
+grpc::Status DataServiceImpl::ListCollections(grpc::ServerContext* ctx,
+                                              const v1::ListCollectionsRequest*,
+                                              v1::ListCollectionsResponse* resp) {
+  return rpc::Handle(ctx, "portico.data.v1.DataService/ListCollections",
+                     [&](rpc::Call& call) -> Status {
+                       auto owner = Owner(call, verifier_);
+                       if (!owner.ok()) return std::move(owner).error();
+                       auto list = items_.ListCollections(owner->subject, call.deadline());
+                       if (!list.ok()) return std::move(list).error();
+                       *resp = std::move(*list);
+                       return {};
+                     });
+}
+
+grpc::Status DataServiceImpl::ListChanges(grpc::ServerContext* ctx,
+                                          const v1::ListChangesRequest* req,
+                                          v1::ListChangesResponse* resp) {
+  auto status = rpc::Handle(ctx, "portico.data.v1.DataService/ListChanges", [&](rpc::Call& call) -> Status {
+    auto owner = Owner(call, verifier_);
+    if (!owner.ok()) return std::move(owner).error();
+    auto changes = items_.ListChanges(owner->subject, req->collection(), req->since(),
+                                      req->page_size(), call.deadline());
+    if (!changes.ok()) return std::move(changes).error();
+    *resp = std::move(*changes);
+    return {};
+  });
+  return WithReason(std::move(status), grpc::StatusCode::FAILED_PRECONDITION, kReasonSinceTooOld);
+}
+
+grpc::Status DataAdminImpl::PurgeOwner(grpc::ServerContext* ctx, const v1::PurgeOwnerRequest* req,
+                                       google::protobuf::Empty*) {
+  return rpc::Handle(ctx, "portico.data.v1.DataAdmin/PurgeOwner", [&](rpc::Call& call) -> Status {
+    auto caller = call.Authorize(verifier_, {"SERVICE"});
+    if (!caller.ok()) return std::move(caller).error();
+    return items_.PurgeOwner(req->owner_id(), call.deadline());
   });
 }
 

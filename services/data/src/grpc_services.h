@@ -1,6 +1,8 @@
 #pragma once
 // gRPC transport of the data service: authenticate, decode, call Items,
-// encode, set ETag/Location. RPCs not overridden answer UNIMPLEMENTED.
+// encode, set ETag/Location/status headers, and refine error reasons
+// (ErrorDetails.reason) the gateway turns into 410, 412 and 422.
+// WatchChanges is not overridden and answers UNIMPLEMENTED.
 
 #include "portico/data/v1/data.grpc.pb.h"
 
@@ -12,6 +14,11 @@ namespace portico::data {
 
 class Items;
 
+/// ErrorDetails.reason values this service sets (problem.cc maps them).
+inline constexpr char kReasonSinceTooOld[] = "SINCE_TOO_OLD";                   // 410
+inline constexpr char kReasonIdempotencyKeyReused[] = "IDEMPOTENCY_KEY_REUSED";  // 422
+inline constexpr char kReasonIdempotencyInFlight[] = "IDEMPOTENCY_IN_FLIGHT";    // 409
+
 class DataServiceImpl final : public v1::DataService::Service {
  public:
   DataServiceImpl(Items& items, const auth::Verifier& verifier)
@@ -21,8 +28,33 @@ class DataServiceImpl final : public v1::DataService::Service {
                           v1::Item* resp) override;
   grpc::Status GetItem(grpc::ServerContext* ctx, const v1::GetItemRequest* req,
                        v1::Item* resp) override;
+  grpc::Status ReplaceItem(grpc::ServerContext* ctx, const v1::ReplaceItemRequest* req,
+                           v1::Item* resp) override;
+  grpc::Status UpdateItem(grpc::ServerContext* ctx, const v1::UpdateItemRequest* req,
+                          v1::Item* resp) override;
+  grpc::Status DeleteItem(grpc::ServerContext* ctx, const v1::DeleteItemRequest* req,
+                          google::protobuf::Empty* resp) override;
   grpc::Status ListItems(grpc::ServerContext* ctx, const v1::ListItemsRequest* req,
                          v1::ListItemsResponse* resp) override;
+  grpc::Status ListCollections(grpc::ServerContext* ctx, const v1::ListCollectionsRequest* req,
+                               v1::ListCollectionsResponse* resp) override;
+  grpc::Status ListChanges(grpc::ServerContext* ctx, const v1::ListChangesRequest* req,
+                           v1::ListChangesResponse* resp) override;
+
+ private:
+  Items& items_;
+  const auth::Verifier& verifier_;
+};
+
+/// Internal RPCs. Only callers whose (verified) token has role SERVICE are
+/// let in: other tokens PERMISSION_DENIED, none or invalid UNAUTHENTICATED.
+class DataAdminImpl final : public v1::DataAdmin::Service {
+ public:
+  DataAdminImpl(Items& items, const auth::Verifier& verifier)
+      : items_(items), verifier_(verifier) {}
+
+  grpc::Status PurgeOwner(grpc::ServerContext* ctx, const v1::PurgeOwnerRequest* req,
+                          google::protobuf::Empty* resp) override;
 
  private:
   Items& items_;

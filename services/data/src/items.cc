@@ -2,10 +2,40 @@
 
 #include <google/protobuf/util/json_util.h>
 #include <google/protobuf/util/time_util.h>
+#include <sodium.h>
+
+#include <algorithm>
+#include <charconv>
+#include <optional>
+#include <stdexcept>
 
 #include "portico/auth/jwt.h"
 #include "portico/core/uuid.h"
 #include "portico/pg/pool.h"
+
+// The change feed, and why it never skips a change.
+//
+// A reader asks for changes with seq > since and remembers the last seq it
+// got. If seqs came from a plain sequence, transaction A could take seq 7,
+// B seq 8, B commit, a reader see 8 and move on, and A commit 7 later: the
+// reader would never see 7. Here every write first takes its owner's row in
+// owner_seqs (INSERT ... ON CONFLICT DO UPDATE SET last_seq = last_seq + 1
+// RETURNING) and holds that row lock until it commits or rolls back. So
+// another writer of the same owner gets its seq only after the previous one
+// has finished: seqs of one owner commit in increasing order, and a rolled
+// back write gives its seq back (no gaps either). A reader that sees seq n
+// therefore sees every smaller seq of that owner: nothing committed later
+// can have a smaller seq. The price is that one owner's writes run one at a
+// time, which per-user data can afford (a write holds the lock for a few
+// round trips); different owners never wait for each other. The alternative,
+// exposing only changes below pg_snapshot_xmin of in-flight writers, keeps
+// writers parallel but makes readers wait behind any slow writer of any
+// owner.
+//
+// The `changes` table keeps only the latest change of each item, so the feed
+// holds one row per live item plus tombstones: replaying it from 0 yields
+// the current collection, and a newer change of an item always gets a larger
+// seq than anything a reader has already passed.
 
 namespace portico::data {
 namespace {
@@ -18,6 +48,25 @@ constexpr std::string_view kItemColumns =
     "id, collection, owner_id, data::text AS data, version, "
     "(extract(epoch FROM create_time) * 1000000)::int8 AS create_us, "
     "(extract(epoch FROM update_time) * 1000000)::int8 AS update_us";
+
+constexpr std::string_view kNextSeq =
+    "INSERT INTO owner_seqs (owner_id, last_seq) VALUES ($1, 1) "
+    "ON CONFLICT (owner_id) DO UPDATE SET last_seq = owner_seqs.last_seq + 1 "
+    "RETURNING last_seq";
+
+// Records an upsert of the item(s) returned by the CTE `item`.
+constexpr std::string_view kUpsertChange =
+    "INSERT INTO changes (item_id, owner_id, collection, seq, deleted, version, create_time, "
+    "update_time) SELECT id, owner_id, collection, $SEQ, false, version, create_time, update_time "
+    "FROM item ON CONFLICT (item_id) DO UPDATE SET seq = excluded.seq, deleted = false, "
+    "version = excluded.version, update_time = excluded.update_time";
+
+std::string WithSeqParam(std::string_view sql, int n) {
+  std::string out(sql);
+  const auto at = out.find("$SEQ");
+  out.replace(at, 4, "$" + std::to_string(n));
+  return out;
+}
 
 // Nesting depth of a JSON value: a scalar is 0, `{}` or `[]` is 1.
 int Depth(const Value& v, int limit);
@@ -40,16 +89,34 @@ int Depth(const Value& v, int limit) {
   return 0;
 }
 
+// RFC 7396 for a patch that is an object (the only kind `data` can be).
+void MergePatch(Struct* target, const Struct& patch) {
+  auto& fields = *target->mutable_fields();
+  for (const auto& [key, value] : patch.fields()) {
+    if (value.kind_case() == Value::kNullValue) {
+      fields.erase(key);
+    } else if (value.has_struct_value()) {
+      Value& existing = fields[key];
+      if (!existing.has_struct_value()) existing.mutable_struct_value()->Clear();
+      MergePatch(existing.mutable_struct_value(), value.struct_value());
+    } else {
+      fields[key] = value;
+    }
+  }
+}
+
 Result<v1::Item> ItemFromRow(const pg::Row& row) {
   v1::Item item;
   item.set_id(row.GetString("id"));
   item.set_collection(row.GetString("collection"));
   item.set_owner_id(row.GetString("owner_id"));
-  const auto json = row.GetView("data");
-  if (!google::protobuf::util::JsonStringToMessage(
-           google::protobuf::StringPiece(json.data(), json.size()), item.mutable_data())
-           .ok()) {
-    return Error::Internal("stored item data is not a JSON object");
+  if (!row.IsNull("data")) {
+    const auto json = row.GetView("data");
+    if (!google::protobuf::util::JsonStringToMessage(
+             google::protobuf::StringPiece(json.data(), json.size()), item.mutable_data())
+             .ok()) {
+      return Error::Internal("stored item data is not a JSON object");
+    }
   }
   item.set_version(row.GetInt64("version"));
   *item.mutable_create_time() = TimeUtil::MicrosecondsToTimestamp(row.GetInt64("create_us"));
@@ -57,21 +124,119 @@ Result<v1::Item> ItemFromRow(const pg::Row& row) {
   return item;
 }
 
-// Page tokens are opaque to clients: today the base64url of the last id.
-std::string EncodePageToken(const std::string& last_id) {
-  return auth::Base64UrlEncode("i1:" + last_id);
+Error VersionMismatch() {
+  return {ErrorCode::kVersionMismatch, "the item has changed (If-Match does not match)", {}};
 }
 
-Result<std::string> DecodePageToken(std::string_view token) {
-  auto raw = auth::Base64UrlDecode(token);
-  if (!raw || raw->size() != 39 || raw->compare(0, 3, "i1:") != 0 || !IsUuid(raw->substr(3))) {
-    return Error::InvalidArgument("invalid page token",
-                                  {{"pageToken", "is not a token from a previous page"}});
+Status ValidatePageSize(int* page_size, const ItemLimits& limits) {
+  if (*page_size == 0) *page_size = limits.default_page_size;
+  if (*page_size < 1 || *page_size > limits.max_page_size) {
+    return Error::InvalidArgument(
+        "invalid page size",
+        {{"pageSize", "must be between 1 and " + std::to_string(limits.max_page_size)}});
   }
-  return raw->substr(3);
+  return {};
+}
+
+Status ValidateIdempotencyKey(std::string_view key) {
+  bool ok = !key.empty() && key.size() <= 255;
+  for (char c : key) ok = ok && c >= 0x21 && c <= 0x7e;
+  if (ok) return {};
+  return Error::InvalidArgument(
+      "invalid Idempotency-Key",
+      {{"idempotencyKey", "must be 1 to 255 printable ASCII characters without spaces"}});
+}
+
+std::string Seconds(std::chrono::seconds s) { return std::to_string(s.count()) + " seconds"; }
+
+// Page tokens: base64url(payload || HMAC-SHA256(key, payload || context)[:16]).
+// The context (collection, order, filter) is not in the token but in the MAC,
+// so a token only works for the query that made it. The key comes from
+// configuration so that all replicas accept each other's tokens; it guards
+// the token's integrity, not any data: the owner always comes from the
+// caller's credentials and every value reaches SQL as a parameter.
+constexpr std::size_t kMacBytes = 16;
+
+std::string Mac(std::string_view key, std::string_view payload, std::string_view context) {
+  crypto_auth_hmacsha256_state st;
+  crypto_auth_hmacsha256_init(&st, reinterpret_cast<const unsigned char*>(key.data()), key.size());
+  crypto_auth_hmacsha256_update(&st, reinterpret_cast<const unsigned char*>(payload.data()),
+                                payload.size());
+  const unsigned char sep = 0;
+  crypto_auth_hmacsha256_update(&st, &sep, 1);
+  crypto_auth_hmacsha256_update(&st, reinterpret_cast<const unsigned char*>(context.data()),
+                                context.size());
+  unsigned char out[crypto_auth_hmacsha256_BYTES];
+  crypto_auth_hmacsha256_final(&st, out);
+  return std::string(reinterpret_cast<const char*>(out), kMacBytes);
+}
+
+struct Cursor {
+  std::string key;  // sort key text ("" for the default order)
+  std::string id;
+};
+
+std::string EncodePageToken(std::string_view mac_key, std::string_view context,
+                            const Cursor& cursor) {
+  const std::string payload = "c2\n" + cursor.id + "\n" + cursor.key;
+  return auth::Base64UrlEncode(payload + Mac(mac_key, payload, context));
+}
+
+Result<Cursor> DecodePageToken(std::string_view mac_key, std::string_view context,
+                               std::string_view token) {
+  const Error bad = Error::InvalidArgument(
+      "invalid page token",
+      {{"pageToken", "is not a token from a previous page of this query"}});
+  auto raw = auth::Base64UrlDecode(token);
+  if (!raw || raw->size() < kMacBytes + 3) return bad;
+  const std::string payload = raw->substr(0, raw->size() - kMacBytes);
+  const std::string mac = raw->substr(raw->size() - kMacBytes);
+  const std::string expected = Mac(mac_key, payload, context);
+  if (sodium_memcmp(mac.data(), expected.data(), kMacBytes) != 0) return bad;
+  if (!payload.starts_with("c2\n") || payload.size() < 3 + 36 + 1 || payload[39] != '\n') {
+    return bad;
+  }
+  Cursor c{payload.substr(40), payload.substr(3, 36)};
+  if (!IsUuid(c.id)) return bad;
+  return c;
 }
 
 }  // namespace
+
+bool Precondition::Matches(std::int64_t version) const {
+  if (!present || any) return true;
+  return std::find(versions.begin(), versions.end(), version) != versions.end();
+}
+
+Precondition ParseIfMatch(std::string_view header, bool weak_comparison) {
+  Precondition p;
+  auto trim = [](std::string_view s) {
+    while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+    while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+    return s;
+  };
+  header = trim(header);
+  if (header.empty()) return p;
+  p.present = true;
+  if (header == "*") {
+    p.any = true;
+    return p;
+  }
+  while (!header.empty()) {
+    const auto comma = header.find(',');
+    std::string_view tag = trim(header.substr(0, comma));
+    if (weak_comparison && tag.starts_with("W/")) tag.remove_prefix(2);
+    header = comma == std::string_view::npos ? std::string_view() : header.substr(comma + 1);
+    if (tag.size() < 3 || tag.front() != '"' || tag.back() != '"') continue;
+    tag = tag.substr(1, tag.size() - 2);
+    std::int64_t v = 0;
+    auto [end, ec] = std::from_chars(tag.data(), tag.data() + tag.size(), v);
+    if (ec == std::errc() && end == tag.data() + tag.size() && v > 0) p.versions.push_back(v);
+  }
+  return p;
+}
+
+std::string ETagOf(std::int64_t version) { return "\"" + std::to_string(version) + "\""; }
 
 Status ValidateCollection(std::string_view name) {
   bool ok = !name.empty() && name.size() <= 63 && name[0] >= 'a' && name[0] <= 'z';
@@ -83,6 +248,10 @@ Status ValidateCollection(std::string_view name) {
       "invalid collection name",
       {{"collection",
         "must start with a lower-case letter and have up to 63 of a-z, 0-9, '_' and '-'"}});
+}
+
+Items::Items(pg::Pool& pool, ItemLimits limits) : pool_(pool), limits_(std::move(limits)) {
+  if (sodium_init() < 0) throw std::runtime_error("libsodium failed to initialize");
 }
 
 Status Items::ValidateData(const Struct& data, std::string* json) const {
@@ -104,16 +273,85 @@ Status Items::ValidateData(const Struct& data, std::string* json) const {
 
 Result<v1::Item> Items::Create(std::string_view owner, std::string_view collection,
                                const Struct& data, Deadline deadline) {
+  auto r = Create(owner, collection, data, "", deadline);
+  if (!r.ok()) return std::move(r).error();
+  return std::move(r->item);
+}
+
+Result<CreateResult> Items::Create(std::string_view owner, std::string_view collection,
+                                   const Struct& data, std::string_view idempotency_key,
+                                   Deadline deadline) {
   if (auto st = ValidateCollection(collection); !st.ok()) return std::move(st).error();
+  if (!idempotency_key.empty()) {
+    if (auto st = ValidateIdempotencyKey(idempotency_key); !st.ok()) return std::move(st).error();
+  }
   std::string json;
   if (auto st = ValidateData(data, &json); !st.ok()) return std::move(st).error();
-  auto lease = pool_.Acquire(deadline);
-  if (!lease.ok()) return std::move(lease).error();
-  auto rows = lease->Exec("INSERT INTO items (owner_id, collection, id, data) "
-                          "VALUES ($1, $2, $3, $4::jsonb) RETURNING " + std::string(kItemColumns),
-                          {owner, collection, NewUuidV7(), json});
-  if (!rows.ok()) return std::move(rows).error();
-  return ItemFromRow(rows->front());
+  // The request's fingerprint: jsonb text is canonical (sorted keys, one
+  // spelling per number), so equal requests hash equally however their JSON
+  // was written.
+  constexpr std::string_view kRequestHash =
+      "sha256(convert_to(jsonb_build_array($3::text, $4::jsonb)::text, 'UTF8'))";
+  return pool_.InTransaction(deadline, [&](pg::Transaction& tx) -> Result<CreateResult> {
+    if (!idempotency_key.empty()) {
+      // A transaction-scoped advisory lock per (owner, key): a second request
+      // with the key while the first runs does not wait, it is told 409. The
+      // lock is released only after the first commits, so whoever takes it
+      // next sees the stored result. (A 64-bit hash collision with another
+      // key in flight at the same instant only costs a spurious 409.)
+      auto locked = tx.Exec(
+          "SELECT pg_try_advisory_xact_lock(hashtextextended($1::text || '/' || $2, 0))",
+          {owner, idempotency_key});
+      if (!locked.ok()) return std::move(locked).error();
+      if (!locked->front().GetBool(0)) {
+        return Error{ErrorCode::kAlreadyExists,
+                     "a request with this Idempotency-Key is still in progress",
+                     {}};
+      }
+      auto earlier = tx.Exec("SELECT request_hash = " + std::string(kRequestHash) +
+                                 " AS same, response FROM idempotency_keys"
+                                 " WHERE owner_id = $1 AND key = $2 AND expire_time > now()",
+                             {owner, idempotency_key, collection, json});
+      if (!earlier.ok()) return std::move(earlier).error();
+      if (!earlier->empty()) {
+        if (!earlier->front().GetBool("same")) {
+          return Error{ErrorCode::kFailedPrecondition,
+                       "this Idempotency-Key was used with a different request",
+                       {}};
+        }
+        CreateResult replay{{}, true};
+        if (!google::protobuf::util::JsonStringToMessage(earlier->front().GetString("response"),
+                                                         &replay.item)
+                 .ok()) {
+          return Error::Internal("stored idempotent response is not an item");
+        }
+        return replay;
+      }
+    }
+    auto seq = tx.Exec(kNextSeq, {owner});
+    if (!seq.ok()) return std::move(seq).error();
+    auto rows = tx.Exec(
+        "WITH item AS (INSERT INTO items (owner_id, collection, id, data, create_time, "
+        "update_time) VALUES ($1, $2, $3, $4::jsonb, clock_timestamp(), clock_timestamp()) "
+        "RETURNING *), change AS (" + WithSeqParam(kUpsertChange, 5) + ") SELECT " +
+            std::string(kItemColumns) + " FROM item",
+        {owner, collection, NewUuidV7(), json, seq->front().GetInt64(0)});
+    if (!rows.ok()) return std::move(rows).error();
+    auto item = ItemFromRow(rows->front());
+    if (!item.ok()) return std::move(item).error();
+    if (!idempotency_key.empty()) {
+      std::string response;
+      (void)google::protobuf::util::MessageToJsonString(*item, &response);
+      auto stored = tx.Exec(
+          "INSERT INTO idempotency_keys (owner_id, key, request_hash, response, expire_time) "
+          "VALUES ($1, $2, " + std::string(kRequestHash) + ", $5, now() + $6::interval) "
+          "ON CONFLICT (owner_id, key) DO UPDATE SET request_hash = excluded.request_hash, "
+          "response = excluded.response, expire_time = excluded.expire_time",
+          {owner, idempotency_key, collection, json, response, Seconds(limits_.idempotency_ttl)});
+      if (!stored.ok()) return std::move(stored).error();
+    }
+    return CreateResult{std::move(*item), false};
+  });
 }
 
 Result<v1::Item> Items::Get(std::string_view owner, std::string_view collection,
@@ -130,30 +368,179 @@ Result<v1::Item> Items::Get(std::string_view owner, std::string_view collection,
   return ItemFromRow(rows->front());
 }
 
+// Read-check-write under the owner's sequence lock: `change(current data)`
+// returns the new data (validated here) or an error that rolls back.
+template <typename Change>
+Result<v1::Item> Items::Write(std::string_view owner, std::string_view collection,
+                              std::string_view id, const Precondition& precondition,
+                              Deadline deadline, Change&& change) {
+  if (auto st = ValidateCollection(collection); !st.ok()) return std::move(st).error();
+  if (!IsUuid(id)) return Error::NotFound("no such item");
+  return pool_.InTransaction(deadline, [&](pg::Transaction& tx) -> Result<v1::Item> {
+    auto seq = tx.Exec(kNextSeq, {owner});
+    if (!seq.ok()) return std::move(seq).error();
+    // Redundant while every writer takes the owner's row first, but it keeps
+    // this read-check-write correct on its own.
+    auto current = tx.Exec("SELECT data::text AS data, version FROM items"
+                           " WHERE owner_id = $1 AND collection = $2 AND id = $3 FOR UPDATE",
+                           {owner, collection, id});
+    if (!current.ok()) return std::move(current).error();
+    if (current->empty()) return Error::NotFound("no such item");
+    if (!precondition.Matches(current->front().GetInt64("version"))) return VersionMismatch();
+    Struct data;
+    const auto text = current->front().GetView("data");
+    if (!google::protobuf::util::JsonStringToMessage(
+             google::protobuf::StringPiece(text.data(), text.size()), &data)
+             .ok()) {
+      return Error::Internal("stored item data is not a JSON object");
+    }
+    auto next = change(std::move(data));
+    if (!next.ok()) return std::move(next).error();
+    std::string json;
+    if (auto st = ValidateData(*next, &json); !st.ok()) return std::move(st).error();
+    auto rows = tx.Exec(
+        "WITH item AS (UPDATE items SET data = $4::jsonb, version = version + 1, "
+        "update_time = greatest(clock_timestamp(), update_time) "
+        "WHERE owner_id = $1 AND collection = $2 AND id = $3 RETURNING *), change AS (" +
+            WithSeqParam(kUpsertChange, 5) + ") SELECT " + std::string(kItemColumns) +
+            " FROM item",
+        {owner, collection, id, json, seq->front().GetInt64(0)});
+    if (!rows.ok()) return std::move(rows).error();
+    return ItemFromRow(rows->front());
+  });
+}
+
+Result<v1::Item> Items::Replace(std::string_view owner, std::string_view collection,
+                                std::string_view id, const Struct& data,
+                                const Precondition& precondition, Deadline deadline) {
+  return Write(owner, collection, id, precondition, deadline,
+               [&](Struct) -> Result<Struct> { return data; });
+}
+
+Result<v1::Item> Items::Update(std::string_view owner, std::string_view collection,
+                               std::string_view id, const Struct& patch,
+                               const Precondition& precondition, Deadline deadline) {
+  return Write(owner, collection, id, precondition, deadline,
+               [&](Struct current) -> Result<Struct> {
+                 MergePatch(&current, patch);
+                 return current;
+               });
+}
+
+Status Items::Delete(std::string_view owner, std::string_view collection, std::string_view id,
+                     const Precondition& precondition, Deadline deadline) {
+  if (auto st = ValidateCollection(collection); !st.ok()) return std::move(st).error();
+  if (!IsUuid(id)) return Error::NotFound("no such item");
+  return pool_.InTransaction(deadline, [&](pg::Transaction& tx) -> Status {
+    auto seq = tx.Exec(kNextSeq, {owner});
+    if (!seq.ok()) return std::move(seq).error();
+    auto current = tx.Exec("SELECT version FROM items"
+                           " WHERE owner_id = $1 AND collection = $2 AND id = $3 FOR UPDATE",
+                           {owner, collection, id});
+    if (!current.ok()) return std::move(current).error();
+    if (current->empty()) return Error::NotFound("no such item");
+    if (!precondition.Matches(current->front().GetInt64("version"))) return VersionMismatch();
+    // The tombstone carries the version the delete bumped to.
+    auto rows = tx.Exec(
+        "WITH gone AS (DELETE FROM items WHERE owner_id = $1 AND collection = $2 AND id = $3 "
+        "RETURNING *) INSERT INTO changes (item_id, owner_id, collection, seq, deleted, version, "
+        "create_time, update_time) SELECT id, owner_id, collection, $4, true, version + 1, "
+        "create_time, greatest(clock_timestamp(), update_time) FROM gone "
+        "ON CONFLICT (item_id) DO UPDATE SET seq = excluded.seq, deleted = true, "
+        "version = excluded.version, update_time = excluded.update_time",
+        {owner, collection, id, seq->front().GetInt64(0)});
+    if (!rows.ok()) return std::move(rows).error();
+    return {};
+  });
+}
+
 Result<v1::ListItemsResponse> Items::List(std::string_view owner, std::string_view collection,
                                           int page_size, std::string_view page_token,
                                           Deadline deadline) {
+  return List(owner, collection,
+              ListQuery{.page_size = page_size, .page_token = std::string(page_token)}, deadline);
+}
+
+Result<v1::ListItemsResponse> Items::List(std::string_view owner, std::string_view collection,
+                                          const ListQuery& query, Deadline deadline) {
   if (auto st = ValidateCollection(collection); !st.ok()) return std::move(st).error();
-  if (page_size == 0) page_size = limits_.default_page_size;
-  if (page_size < 1 || page_size > limits_.max_page_size) {
-    return Error::InvalidArgument(
-        "invalid page size",
-        {{"pageSize", "must be between 1 and " + std::to_string(limits_.max_page_size)}});
-  }
-  std::optional<std::string> after;
-  if (!page_token.empty()) {
-    auto decoded = DecodePageToken(page_token);
+  int page_size = query.page_size;
+  if (auto st = ValidatePageSize(&page_size, limits_); !st.ok()) return std::move(st).error();
+  auto order = ParseOrderBy(query.order_by);
+  if (!order.ok()) return std::move(order).error();
+  // The MAC context binds a token to this exact query.
+  std::string context(collection);
+  context += '\0';
+  context += order->Normalized();
+  context += '\0';
+  context += query.filter;
+  std::optional<Cursor> after;
+  if (!query.page_token.empty()) {
+    auto decoded = DecodePageToken(limits_.page_token_key, context, query.page_token);
     if (!decoded.ok()) return std::move(decoded).error();
     after = std::move(*decoded);
   }
+
+  std::vector<pg::Param> params = {owner, collection, page_size + 1};
+  auto add = [&params](pg::Param p) {
+    params.push_back(std::move(p));
+    return "$" + std::to_string(params.size());
+  };
+  std::string key_sql;      // the sort expression
+  std::string key_select;   // the same, as text for the next token
+  std::string cursor_key;   // the cursor's sort value, as the same type
+  switch (order->key) {
+    case OrderBy::Key::kDefault: break;
+    case OrderBy::Key::kCreateTime:
+    case OrderBy::Key::kUpdateTime: {
+      const bool create = order->key == OrderBy::Key::kCreateTime;
+      key_sql = create ? "create_time" : "update_time";
+      key_select = create ? "create_us" : "update_us";
+      if (after) {
+        std::int64_t us = 0;
+        auto [end, ec] =
+            std::from_chars(after->key.data(), after->key.data() + after->key.size(), us);
+        if (ec != std::errc() || end != after->key.data() + after->key.size()) {
+          return Error::InvalidArgument("invalid page token", {{"pageToken", "is malformed"}});
+        }
+        // Exact: timestamptz is an integer count of microseconds.
+        cursor_key = "('epoch'::timestamptz + " + add(us) + "::int8 * interval '1 microsecond')";
+      }
+      break;
+    }
+    case OrderBy::Key::kData: {
+      // A missing value sorts as JSON null (the lowest jsonb), so the order
+      // is total and the cursor comparison below never meets SQL NULL.
+      key_sql = "COALESCE(data #> " + add(PgTextArray(order->path)) + "::text[], 'null'::jsonb)";
+      key_select = "sort_key";
+      if (after) cursor_key = add(after->key) + "::jsonb";
+      break;
+    }
+  }
+  const char* dir = order->descending ? "DESC" : "ASC";
+  const char* cmp = order->descending ? "<" : ">";
+  std::string where = "owner_id = $1 AND collection = $2";
+  if (after) {
+    const std::string id = add(after->id) + "::uuid";
+    if (key_sql.empty()) {
+      where += std::string(" AND id ") + cmp + " " + id;
+    } else {
+      where += " AND (" + key_sql + ", id) " + cmp + " (" + cursor_key + ", " + id + ")";
+    }
+  }
+  auto filter = CompileFilter(query.filter, static_cast<int>(params.size()) + 1, limits_.filter);
+  if (!filter.ok()) return std::move(filter).error();
+  for (auto& p : filter->params) params.emplace_back(std::move(p));
+  where += " AND " + filter->sql;
+  std::string sql = "SELECT " + std::string(kItemColumns);
+  if (order->key == OrderBy::Key::kData) sql += ", " + key_sql + "::text AS sort_key";
+  sql += " FROM items WHERE " + where + " ORDER BY ";
+  if (!key_sql.empty()) sql += key_sql + " " + dir + ", ";
+  sql += std::string("id ") + dir + " LIMIT $3";
+
   auto lease = pool_.Acquire(deadline);
   if (!lease.ok()) return std::move(lease).error();
-  // One row more than asked tells whether another page follows.
-  auto rows = lease->Exec("SELECT " + std::string(kItemColumns) +
-                              " FROM items WHERE owner_id = $1 AND collection = $2"
-                              " AND ($3::uuid IS NULL OR id < $3::uuid)"
-                              " ORDER BY id DESC LIMIT $4",
-                          {owner, collection, after, page_size + 1});
+  auto rows = lease->Exec(sql, params);
   if (!rows.ok()) return std::move(rows).error();
   v1::ListItemsResponse response;
   std::uint64_t bytes = 0;
@@ -167,9 +554,124 @@ Result<v1::ListItemsResponse> Items::List(std::string_view owner, std::string_vi
     *response.add_items() = std::move(*item);
   }
   if (taken < rows->size()) {
-    response.set_next_page_token(EncodePageToken(response.items(taken - 1).id()));
+    const pg::Row last = (*rows)[taken - 1];
+    Cursor c{key_select.empty() ? std::string() : last.GetString(key_select),
+             last.GetString("id")};
+    response.set_next_page_token(EncodePageToken(limits_.page_token_key, context, c));
   }
   return response;
+}
+
+Result<v1::ListCollectionsResponse> Items::ListCollections(std::string_view owner,
+                                                           Deadline deadline) {
+  auto lease = pool_.Acquire(deadline);
+  if (!lease.ok()) return std::move(lease).error();
+  // Served by the primary key (owner_id, collection, id).
+  auto rows = lease->Exec("SELECT collection, count(*) AS n FROM items WHERE owner_id = $1"
+                          " GROUP BY collection ORDER BY collection",
+                          {owner});
+  if (!rows.ok()) return std::move(rows).error();
+  v1::ListCollectionsResponse response;
+  for (pg::Row row : *rows) {
+    auto* c = response.add_collections();
+    c->set_name(row.GetString("collection"));
+    c->set_item_count(row.GetInt64("n"));
+  }
+  return response;
+}
+
+Result<v1::ListChangesResponse> Items::ListChanges(std::string_view owner,
+                                                   std::string_view collection,
+                                                   std::int64_t since, int page_size,
+                                                   Deadline deadline) {
+  if (auto st = ValidateCollection(collection); !st.ok()) return std::move(st).error();
+  if (since < 0) {
+    return Error::InvalidArgument("invalid since",
+                                  {{"since", "must be 0 or a nextSince from an earlier page"}});
+  }
+  if (auto st = ValidatePageSize(&page_size, limits_); !st.ok()) return std::move(st).error();
+  auto lease = pool_.Acquire(deadline);
+  if (!lease.ok()) return std::move(lease).error();
+  auto rows = lease->Exec(
+      "SELECT c.seq, c.deleted, c.item_id AS id, c.collection, c.owner_id, i.data::text AS data, "
+      "c.version, (extract(epoch FROM c.create_time) * 1000000)::int8 AS create_us, "
+      "(extract(epoch FROM c.update_time) * 1000000)::int8 AS update_us "
+      "FROM changes c LEFT JOIN items i ON i.id = c.item_id AND NOT c.deleted "
+      "WHERE c.owner_id = $1 AND c.collection = $2 AND c.seq > $3 ORDER BY c.seq LIMIT $4",
+      {owner, collection, since, page_size});
+  if (!rows.ok()) return std::move(rows).error();
+  // Checked after reading the page: retention deletes tombstones and raises
+  // pruned_seq in one statement, so if the page missed a pruned tombstone,
+  // this read sees the raised mark.
+  if (since > 0) {
+    auto mark = lease->Exec("SELECT last_seq, pruned_seq FROM owner_seqs WHERE owner_id = $1",
+                            {owner});
+    if (!mark.ok()) return std::move(mark).error();
+    const std::int64_t last = mark->empty() ? 0 : mark->front().GetInt64("last_seq");
+    const std::int64_t pruned = mark->empty() ? 0 : mark->front().GetInt64("pruned_seq");
+    if (since < pruned || since > last) {
+      return Error{ErrorCode::kFailedPrecondition,
+                   "since is older than the retained changes or not a position of this feed; "
+                   "sync again from since=0",
+                   {}};
+    }
+  }
+  v1::ListChangesResponse response;
+  response.set_next_since(since);
+  for (pg::Row row : *rows) {
+    auto* change = response.add_changes();
+    change->set_seq(row.GetInt64("seq"));
+    change->set_kind(row.GetBool("deleted") ? v1::Change::DELETE : v1::Change::UPSERT);
+    auto item = ItemFromRow(row);
+    if (!item.ok()) return std::move(item).error();
+    *change->mutable_item() = std::move(*item);
+    response.set_next_since(change->seq());
+  }
+  return response;
+}
+
+Status Items::PurgeOwner(std::string_view owner, Deadline deadline) {
+  if (!IsUuid(owner)) {
+    return Error::InvalidArgument("invalid owner id", {{"ownerId", "must be a UUID"}});
+  }
+  return pool_.InTransaction(deadline, [&](pg::Transaction& tx) -> Status {
+    // Takes the owner's sequence lock first, like every write, so a write
+    // in flight either finishes before the purge or runs after it.
+    for (const char* sql :
+         {"SELECT 1 FROM owner_seqs WHERE owner_id = $1 FOR UPDATE",
+          "DELETE FROM items WHERE owner_id = $1", "DELETE FROM changes WHERE owner_id = $1",
+          "DELETE FROM idempotency_keys WHERE owner_id = $1",
+          "DELETE FROM owner_seqs WHERE owner_id = $1"}) {
+      auto r = tx.Exec(sql, {owner});
+      if (!r.ok()) return std::move(r).error();
+    }
+    return {};
+  });
+}
+
+Result<PruneReport> Items::Prune(Deadline deadline) {
+  return pool_.InTransaction(deadline, [&](pg::Transaction& tx) -> Result<PruneReport> {
+    PruneReport report;
+    auto locked = tx.Exec("SELECT pg_try_advisory_xact_lock(hashtextextended('portico_data_prune', 0))");
+    if (!locked.ok()) return std::move(locked).error();
+    if (!locked->front().GetBool(0)) return report;  // another replica is at it
+    auto tombstones = tx.Exec(
+        "WITH gone AS (DELETE FROM changes WHERE item_id IN (SELECT item_id FROM changes "
+        "WHERE deleted AND update_time < clock_timestamp() - $1::interval LIMIT 10000) "
+        "RETURNING owner_id, seq), marks AS (SELECT owner_id, max(seq) AS seq FROM gone "
+        "GROUP BY owner_id), raised AS (UPDATE owner_seqs o SET pruned_seq = "
+        "greatest(o.pruned_seq, m.seq) FROM marks m WHERE o.owner_id = m.owner_id RETURNING 1) "
+        "SELECT (SELECT count(*) FROM gone) AS n",
+        {Seconds(limits_.change_retention)});
+    if (!tombstones.ok()) return std::move(tombstones).error();
+    report.tombstones = tombstones->front().GetInt64("n");
+    auto keys = tx.Exec(
+        "DELETE FROM idempotency_keys WHERE (owner_id, key) IN (SELECT owner_id, key FROM "
+        "idempotency_keys WHERE expire_time < now() LIMIT 10000)");
+    if (!keys.ok()) return std::move(keys).error();
+    report.idempotency_keys = keys->affected();
+    return report;
+  });
 }
 
 }  // namespace portico::data

@@ -13,6 +13,21 @@ const std::vector<config::Var>& Vars() {
                  .help = "gRPC target of the users service (token keys)"});
     v.push_back({.name = "PORTICO_MAX_ITEM_SIZE", .kind = Kind::kSize, .default_value = "256KiB",
                  .help = "largest item `data`, as JSON text"});
+    v.push_back({.name = "PORTICO_CHANGE_RETENTION", .kind = Kind::kDuration,
+                 .default_value = "30d",
+                 .help = "how long deletions stay in the change feed; a client whose `since` "
+                         "is older must sync again from 0 (410)"});
+    v.push_back({.name = "PORTICO_IDEMPOTENCY_TTL", .kind = Kind::kDuration,
+                 .default_value = "24h",
+                 .help = "how long an Idempotency-Key remembers the first result of a create"});
+    v.push_back({.name = "PORTICO_PRUNE_INTERVAL", .kind = Kind::kDuration,
+                 .default_value = "10m",
+                 .help = "how often expired tombstones and idempotency keys are deleted (at least 1s)"});
+    v.push_back({.name = "PORTICO_PAGE_TOKEN_KEY",
+                 .default_value = "portico-local-page-token-key",
+                 .help = "HMAC key of list page tokens; set the same random value on every "
+                         "replica in production",
+                 .secret = true});
     return v;
   }();
   return vars;
@@ -26,6 +41,12 @@ Settings FromConfig(const config::Config& c) {
   s.jwt_audience = c.GetString("PORTICO_JWT_AUDIENCE");
   s.max_item_bytes = c.GetSize("PORTICO_MAX_ITEM_SIZE");
   s.grpc_threads = static_cast<int>(c.GetInt("PORTICO_GRPC_THREADS"));
+  s.change_retention =
+      std::chrono::duration_cast<std::chrono::seconds>(c.GetDuration("PORTICO_CHANGE_RETENTION"));
+  s.idempotency_ttl =
+      std::chrono::duration_cast<std::chrono::seconds>(c.GetDuration("PORTICO_IDEMPOTENCY_TTL"));
+  s.prune_interval = c.GetDuration("PORTICO_PRUNE_INTERVAL");
+  s.page_token_key = c.GetString("PORTICO_PAGE_TOKEN_KEY");
   return s;
 }
 

@@ -2,6 +2,7 @@
 // The data service's configuration: the variable table (which also makes
 // --help) and the typed settings read from it.
 
+#include <chrono>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -17,6 +18,10 @@ struct Settings {
   std::string jwt_audience = "portico-api";
   std::uint64_t max_item_bytes = 256 * 1024;
   int grpc_threads = 32;
+  std::chrono::seconds change_retention = std::chrono::hours(24 * 30);
+  std::chrono::seconds idempotency_ttl = std::chrono::hours(24);
+  std::chrono::milliseconds prune_interval = std::chrono::minutes(10);
+  std::string page_token_key;
 };
 
 const std::vector<config::Var>& Vars();

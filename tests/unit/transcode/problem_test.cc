@@ -66,6 +66,21 @@ TEST(ProblemTest, VersionMismatchIs412OtherPreconditions400) {
   EXPECT_EQ(ProblemFromRpcStatus(9, "garbage details", "\xff\xff\xff").status, 400);
 }
 
+TEST(ProblemTest, FeedAndIdempotencyReasonsAre410And422) {
+  auto gone = ProblemFromRpcStatus(9, "sync again", Details("SINCE_TOO_OLD"));
+  EXPECT_EQ(gone.status, 410);
+  EXPECT_EQ(gone.code, "FAILED_PRECONDITION");
+  EXPECT_EQ(gone.detail, "sync again");
+  EXPECT_EQ(ReasonPhrase(410), "Gone");
+  EXPECT_EQ(ProblemType(410), "https://portico.dev/problems/gone");
+  auto reused = ProblemFromRpcStatus(9, "other body", Details("IDEMPOTENCY_KEY_REUSED"));
+  EXPECT_EQ(reused.status, 422);
+  EXPECT_EQ(ReasonPhrase(422), "Unprocessable Content");
+  // The reasons refine FAILED_PRECONDITION only.
+  EXPECT_EQ(ProblemFromRpcStatus(6, "busy", Details("IDEMPOTENCY_IN_FLIGHT")).status, 409);
+  EXPECT_EQ(ProblemFromRpcStatus(3, "bad", Details("SINCE_TOO_OLD")).status, 400);
+}
+
 TEST(ProblemTest, RetryAfterForResourceExhausted) {
   EXPECT_EQ(ProblemFromRpcStatus(8, "slow down", Details("", 30)).retry_after_seconds, 30);
   EXPECT_EQ(ProblemFromRpcStatus(8, "slow down", "").retry_after_seconds, 1);

@@ -22,8 +22,9 @@ struct Problem {
 /// "UNKNOWN" otherwise.
 std::string_view GrpcCodeName(int code);
 
-/// The HTTP status for a gRPC code (`reason` from ErrorDetails decides 412
-/// for FAILED_PRECONDITION "VERSION_MISMATCH").
+/// The HTTP status for a gRPC code. `reason` from ErrorDetails refines
+/// FAILED_PRECONDITION: "VERSION_MISMATCH" 412, "SINCE_TOO_OLD" 410,
+/// "IDEMPOTENCY_KEY_REUSED" 422, anything else 400.
 int HttpStatusForGrpc(int code, std::string_view reason = {});
 
 /// Builds the problem for a non-OK gRPC status. `error_details` is the
