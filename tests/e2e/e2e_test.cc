@@ -286,10 +286,6 @@ TEST(EndToEnd, JwksIsPublishedOnBothPaths) {
   EXPECT_EQ(Json(a), Json(b));
 }
 
-TEST(EndToEnd, NotYetBuiltRoutesAnswer501) {
-  ExpectProblem(Call("POST", "/v1/auth/refresh", R"({"refreshToken":"x"})"), 501, "UNIMPLEMENTED");
-}
-
 TEST(EndToEnd, ServicesVerifyTokensThemselves) {
   // An internal caller that skips the gateway still needs a valid token.
   auto channel = grpc::CreateChannel("127.0.0.1:" + std::to_string(g_stack->ports().data_grpc),

@@ -17,10 +17,12 @@
 #include <google/protobuf/message.h>
 
 #include "portico/admin/metrics.h"
+#include "portico/auth/secrets.h"
 #include "portico/core/uuid.h"
 #include "portico/log/log.h"
 #include "portico/rpc/call.h"
 #include "portico/transcode/transcoder.h"
+#include "portico/users/v1/users.pb.h"
 
 namespace portico::gateway {
 
@@ -61,6 +63,14 @@ struct RequestHandler::Exchange {
   std::string path;
   const transcode::Route* route = nullptr;
   Clock::time_point start = Clock::now();
+
+  // Forwarded instead of the client's Authorization (the access token a
+  // personal access token was exchanged for).
+  std::string authorization;
+  // The Introspect call for a personal access token, if one was made.
+  std::unique_ptr<grpc::ClientContext> intro_ctx;
+  grpc::ByteBuffer intro_request;
+  grpc::ByteBuffer intro_response;
 
   grpc::ClientContext ctx;
   grpc::ByteBuffer request_buffer;
@@ -318,7 +328,11 @@ void RequestHandler::Handle(HttpRequest request, const Post& post, Done done) {
   ex->request_id = IsSaneRequestId(id) ? std::string(id) : NewUuidV7();
   ex->trace = ContinueTrace(ex->request.Header("traceparent"));
   ex->method_label = MethodLabel(ex->request.method);
+  Route(ex, post, std::move(done), false);
+}
 
+void RequestHandler::Route(const std::shared_ptr<Exchange>& ex, const Post& post, Done done,
+                           bool introspected) {
   // `done` runs exactly once: set as soon as it ran or was handed to the
   // backend call, so that a later exception cannot answer a second time.
   bool answered = false;
@@ -371,9 +385,38 @@ void RequestHandler::Handle(HttpRequest request, const Post& post, Done done) {
       if (header.size() < 7 || Lower(header.substr(0, 7)) != "bearer ") {
         return unauthenticated("the Authorization header must be \"Bearer <token>\"", true);
       }
-      const std::string_view token = Trim(header.substr(7));
+      std::string_view token = Trim(header.substr(7));
       if (token.starts_with("pat_")) {
-        return unauthenticated("personal access tokens are not supported yet", true);
+        // A personal access token: exchanged (through the users service,
+        // cached briefly) for a short-lived access token limited to its
+        // scopes, which is then checked and forwarded like any other.
+        const std::string key = auth::Sha256Hex(token);
+        std::optional<PatEntry> hit;
+        {
+          std::lock_guard lock(pat_mu_);
+          auto it = pat_cache_.find(key);
+          if (it != pat_cache_.end() && it->second.until > std::chrono::steady_clock::now()) {
+            hit = it->second;
+          }
+        }
+        if (!hit) {
+          if (introspected) {
+            auto p = transcode::MakeProblem(503, "UNAVAILABLE",
+                                            "cannot check the personal access token now");
+            p.retry_after_seconds = 1;
+            return problem(p);
+          }
+          if (!StartIntrospect(ex, std::string(token), post, done)) {
+            auto p = transcode::MakeProblem(503, "UNAVAILABLE", "the gateway is shutting down");
+            p.retry_after_seconds = 1;
+            return problem(p);
+          }
+          answered = true;  // `done` now belongs to the introspection call
+          return;
+        }
+        if (!hit->active) return unauthenticated("invalid personal access token", true);
+        ex->authorization = "Bearer " + hit->access_token;
+        token = Trim(std::string_view(ex->authorization).substr(7));
       }
       auto claims = verifier_->Verify(token);
       if (!claims.ok()) {
@@ -428,7 +471,9 @@ bool RequestHandler::CallBackend(std::shared_ptr<Exchange> ex, const Post& post,
   grpc::ClientContext& ctx = ex->ctx;
   ctx.set_deadline(std::chrono::system_clock::now() + options_.request_timeout);
   for (std::string_view name : {"authorization", "idempotency-key", "if-match", "if-none-match"}) {
-    const std::string_view v = ex->request.Header(name);
+    const std::string_view v = name == "authorization" && !ex->authorization.empty()
+                                   ? std::string_view(ex->authorization)
+                                   : ex->request.Header(name);
     if (!v.empty() && IsMetadataSafe(v)) ctx.AddMetadata(std::string(name), std::string(v));
   }
   ctx.AddMetadata("x-request-id", ex->request_id);
@@ -492,6 +537,97 @@ bool RequestHandler::CallBackend(std::shared_ptr<Exchange> ex, const Post& post,
                     &raw->response_buffer, std::move(completion));
   } catch (...) {
     unregister();  // the call did not start
+    throw;
+  }
+  return true;
+}
+
+bool RequestHandler::StartIntrospect(std::shared_ptr<Exchange> ex, const std::string& token,
+                                     const Post& post, Done& done) {
+  static constexpr std::chrono::seconds kPatCacheTime{30};
+  grpc::GenericStub* stub = upstreams_->StubFor("portico.users.v1.AuthService");
+  if (stub == nullptr) throw std::logic_error("no upstream for portico.users.v1.AuthService");
+  users::v1::IntrospectRequest req;
+  req.set_token(token);
+  std::string bytes;
+  if (!req.SerializeToString(&bytes)) throw std::runtime_error("serialize IntrospectRequest");
+  grpc::Slice slice(std::move(bytes));
+  ex->intro_request = grpc::ByteBuffer(&slice, 1);
+  ex->intro_ctx = std::make_unique<grpc::ClientContext>();
+  ex->intro_ctx->set_deadline(std::chrono::system_clock::now() +
+                              std::min<std::chrono::milliseconds>(options_.request_timeout,
+                                                                  std::chrono::seconds(5)));
+  ex->intro_ctx->AddMetadata("x-request-id", ex->request_id);
+  ex->intro_ctx->AddMetadata("traceparent", ex->trace.Header());
+
+  Exchange* raw = ex.get();
+  const void* entry_key = raw->intro_ctx.get();  // distinct from the backend call's key
+  {
+    std::lock_guard lock(calls_mu_);
+    if (calls_stopped_) return false;
+    calls_.emplace(entry_key, ex);
+  }
+  auto unregister = [this, entry_key] {
+    std::lock_guard lock(calls_mu_);
+    calls_.erase(entry_key);
+    calls_cv_.notify_all();
+  };
+  try {
+    auto completion = [this, unregister, key = auth::Sha256Hex(token), post = post,
+                       ex = std::move(ex), done = std::move(done)](grpc::Status s) mutable {
+      {
+        auto call = std::move(ex);
+        auto post_fn = std::move(post);
+        auto done_fn = std::move(done);
+        try {
+          users::v1::IntrospectResponse resp;
+          std::vector<grpc::Slice> slices;
+          std::string body;
+          if (s.ok() && call->intro_response.Dump(&slices).ok()) {
+            for (const auto& sl : slices) {
+              body.append(reinterpret_cast<const char*>(sl.begin()), sl.size());
+            }
+          }
+          if (s.ok() && resp.ParseFromString(body)) {
+            const auto now = std::chrono::steady_clock::now();
+            PatEntry entry;
+            entry.active = resp.active() && !resp.access_token().empty();
+            entry.access_token = resp.access_token();
+            auto keep = std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                kPatCacheTime);
+            if (entry.active) {
+              // Never past the exchanged token's own expiry (with a margin).
+              keep = std::min(keep, std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                                        std::chrono::seconds(
+                                            std::max(resp.access_token_expires_in() - 5, 1))));
+            }
+            entry.until = now + keep;
+            std::lock_guard lock(pat_mu_);
+            if (pat_cache_.size() >= 10000) {
+              std::erase_if(pat_cache_, [&](const auto& kv) { return kv.second.until <= now; });
+              if (pat_cache_.size() >= 10000) pat_cache_.clear();
+            }
+            pat_cache_[key] = std::move(entry);
+          } else if (!s.ok()) {
+            log::ScopedContext scope(call->LogContext());
+            log::Warn("personal access token introspection failed",
+                      {{"code", transcode::GrpcCodeName(s.error_code())}});
+          }
+          post_fn([this, call, post_copy = post_fn, done_fn = std::move(done_fn)]() mutable {
+            Route(call, post_copy, std::move(done_fn), true);
+          });
+        } catch (const std::exception& e) {
+          log::ScopedContext scope(call->LogContext());
+          log::Error("cannot hand an introspection reply to its connection", {{"error", e.what()}});
+        }
+      }
+      unregister();
+    };
+    stub->UnaryCall(raw->intro_ctx.get(), "/portico.users.v1.AuthService/Introspect",
+                    grpc::StubOptions(), &raw->intro_request, &raw->intro_response,
+                    std::move(completion));
+  } catch (...) {
+    unregister();
     throw;
   }
   return true;
@@ -578,7 +714,10 @@ void RequestHandler::CancelCalls() {
       if (auto ex = weak.lock()) live.push_back(std::move(ex));
     }
   }
-  for (const auto& ex : live) ex->ctx.TryCancel();
+  for (const auto& ex : live) {
+    if (ex->intro_ctx) ex->intro_ctx->TryCancel();
+    ex->ctx.TryCancel();
+  }
 }
 
 bool RequestHandler::WaitForCalls(std::optional<std::chrono::milliseconds> timeout) {

@@ -12,6 +12,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <unordered_map>
 
 #include "http_types.h"
 #include "portico/auth/jwt.h"
@@ -73,6 +74,15 @@ class RequestHandler {
   // Finish, then `done`; never throws (failures are logged).
   void Deliver(Exchange& ex, HttpResponse response, Done& done) noexcept;
   HttpResponse ProblemResponse(const Exchange& ex, const transcode::Problem& problem);
+  // Everything after the request's ids are set: route, authenticate, call.
+  // `introspected`: a personal access token was just looked up (a second
+  // cache miss then means the users service could not answer).
+  void Route(const std::shared_ptr<Exchange>& ex, const Post& post, Done done, bool introspected);
+  // Asks users' AuthService/Introspect about a `pat_` token, caches the
+  // answer, then runs Route again on the strand. Same ownership rules as
+  // CallBackend.
+  bool StartIntrospect(std::shared_ptr<Exchange> ex, const std::string& token, const Post& post,
+                       Done& done);
   // Starts the backend call and moves `done` into its completion. False
   // (with `done` untouched) once StopCalls has run. May throw before it
   // takes `done`, never after.
@@ -89,9 +99,21 @@ class RequestHandler {
   std::mutex calls_mu_;
   std::condition_variable calls_cv_;
   // Backend calls in flight, guarded by calls_mu_. An entry leaves the map as
-  // the very last step of the call's completion.
-  std::map<const Exchange*, std::weak_ptr<Exchange>> calls_;
+  // the very last step of the call's completion. Keyed by the Exchange for
+  // the backend call and by its intro_ctx for a personal access token's
+  // Introspect call, so the two never share an entry.
+  std::map<const void*, std::weak_ptr<Exchange>> calls_;
   bool calls_stopped_ = false;  // guarded by calls_mu_
+
+  // Introspection answers for personal access tokens, by the token's
+  // SHA-256, kept up to 30 s: revoking a token takes effect within that time.
+  struct PatEntry {
+    bool active = false;
+    std::string access_token;  // short-lived JWT forwarded instead of the PAT
+    std::chrono::steady_clock::time_point until;
+  };
+  std::mutex pat_mu_;
+  std::unordered_map<std::string, PatEntry> pat_cache_;  // guarded by pat_mu_
 };
 
 /// True if `id` is 1-128 characters of [A-Za-z0-9._-].

@@ -1,11 +1,59 @@
 #include "grpc_services.h"
 
+#include <algorithm>
+
 #include "accounts.h"
+#include "portico/auth/jwt.h"
 #include "portico/rpc/call.h"
 
 namespace portico::users {
 
 using rpc::Call;
+
+namespace {
+
+enum class Need { kUser, kAdmin };
+
+// Verifies the caller's access token and its role. A scoped token (one
+// exchanged for a personal access token) reaches only RPCs that accept one
+// of its scopes: `scope` ("" = none is enough) else kPermissionDenied.
+// Admin RPCs also check the account itself, so a demoted or disabled admin
+// loses access at once rather than when the token expires.
+Result<Caller> Authorize(Call& call, const auth::Verifier& verifier, Need need,
+                         std::string_view scope, Accounts& accounts) {
+  auto principal = need == Need::kAdmin ? call.Authorize(verifier, {"ADMIN"})
+                                        : call.Authorize(verifier, {"USER", "ADMIN"});
+  if (!principal.ok()) return std::move(principal).error();
+  // Verified just above (and cached): read the claims the principal omits.
+  const std::string header = call.Metadata("authorization");
+  auto claims = verifier.Verify(std::string_view(header).substr(7));
+  if (!claims.ok()) return std::move(claims).error();
+  if (!claims->scopes.empty() &&
+      (scope.empty() ||
+       std::find(claims->scopes.begin(), claims->scopes.end(), scope) == claims->scopes.end())) {
+    return Error::PermissionDenied(scope.empty() ? "this needs a full access token"
+                                                 : "the token lacks scope " + std::string(scope));
+  }
+  if (need == Need::kAdmin) {
+    auto account = accounts.GetUser(claims->sub, call.deadline());
+    if (!account.ok() && account.error().code != ErrorCode::kNotFound) {
+      return std::move(account).error();
+    }
+    if (!account.ok() || account->role() != v1::ADMIN || account->disabled()) {
+      return Error::PermissionDenied("this operation requires the ADMIN role");
+    }
+  }
+  return Caller{claims->sub, SessionIdFromJti(claims->jti), principal->IsAdmin()};
+}
+
+// The same, for RPCs on the caller's own account: an account deleted since
+// the token was issued is kUnauthenticated, like a bad token.
+Status NoLongerExists(const Error& e) {
+  if (e.code == ErrorCode::kNotFound) return Error::Unauthenticated("the account no longer exists");
+  return e;
+}
+
+}  // namespace
 
 grpc::Status AuthServiceImpl::Register(grpc::ServerContext* ctx, const v1::RegisterRequest* req,
                                        v1::User* resp) {
@@ -22,11 +70,33 @@ grpc::Status AuthServiceImpl::Register(grpc::ServerContext* ctx, const v1::Regis
 grpc::Status AuthServiceImpl::Login(grpc::ServerContext* ctx, const v1::LoginRequest* req,
                                     v1::TokenPair* resp) {
   return rpc::Handle(ctx, "portico.users.v1.AuthService/Login", [&](Call& call) -> Status {
+    std::int64_t retry_after = 0;
     auto pair = accounts_.Login(req->email(), req->password(),
-                                {call.user_agent(), call.client_address()}, call.deadline());
+                                {call.user_agent(), call.client_address()}, call.deadline(),
+                                &retry_after);
+    if (!pair.ok()) {
+      if (retry_after > 0) call.SetHeader("retry-after", std::to_string(retry_after));
+      return std::move(pair).error();
+    }
+    *resp = std::move(*pair);
+    return {};
+  });
+}
+
+grpc::Status AuthServiceImpl::Refresh(grpc::ServerContext* ctx, const v1::RefreshRequest* req,
+                                      v1::TokenPair* resp) {
+  return rpc::Handle(ctx, "portico.users.v1.AuthService/Refresh", [&](Call& call) -> Status {
+    auto pair = accounts_.Refresh(req->refresh_token(), call.deadline());
     if (!pair.ok()) return std::move(pair).error();
     *resp = std::move(*pair);
     return {};
+  });
+}
+
+grpc::Status AuthServiceImpl::Logout(grpc::ServerContext* ctx, const v1::LogoutRequest* req,
+                                     google::protobuf::Empty*) {
+  return rpc::Handle(ctx, "portico.users.v1.AuthService/Logout", [&](Call& call) -> Status {
+    return accounts_.Logout(req->refresh_token(), call.deadline());
   });
 }
 
@@ -40,20 +110,131 @@ grpc::Status AuthServiceImpl::GetJwks(grpc::ServerContext* ctx, const v1::GetJwk
   });
 }
 
+grpc::Status AuthServiceImpl::Introspect(grpc::ServerContext* ctx,
+                                         const v1::IntrospectRequest* req,
+                                         v1::IntrospectResponse* resp) {
+  return rpc::Handle(ctx, "portico.users.v1.AuthService/Introspect", [&](Call& call) -> Status {
+    auto r = accounts_.Introspect(req->token(), call.deadline());
+    if (!r.ok()) return std::move(r).error();
+    *resp = std::move(*r);
+    return {};
+  });
+}
+
 grpc::Status UserServiceImpl::GetMe(grpc::ServerContext* ctx, const v1::GetMeRequest*,
                                     v1::User* resp) {
   return rpc::Handle(ctx, "portico.users.v1.UserService/GetMe", [&](Call& call) -> Status {
-    auto principal = call.Authorize(verifier_, {"USER", "ADMIN"});
-    if (!principal.ok()) return std::move(principal).error();
-    auto user = accounts_.GetUser(principal->subject, call.deadline());
-    if (!user.ok()) {
-      // A valid token for an account that no longer exists.
-      if (user.error().code == ErrorCode::kNotFound) {
-        return Error::Unauthenticated("the account no longer exists");
-      }
-      return std::move(user).error();
-    }
+    auto caller = Authorize(call, verifier_, Need::kUser, "users:read", accounts_);
+    if (!caller.ok()) return std::move(caller).error();
+    auto user = accounts_.GetUser(caller->user_id, call.deadline());
+    if (!user.ok()) return NoLongerExists(user.error());
     *resp = std::move(*user);
+    return {};
+  });
+}
+
+grpc::Status UserServiceImpl::UpdateMe(grpc::ServerContext* ctx, const v1::UpdateMeRequest* req,
+                                       v1::User* resp) {
+  return rpc::Handle(ctx, "portico.users.v1.UserService/UpdateMe", [&](Call& call) -> Status {
+    auto caller = Authorize(call, verifier_, Need::kUser, "users:write", accounts_);
+    if (!caller.ok()) return std::move(caller).error();
+    auto user = accounts_.UpdateMe(*caller, req->display_name(), call.deadline());
+    if (!user.ok()) return NoLongerExists(user.error());
+    *resp = std::move(*user);
+    return {};
+  });
+}
+
+grpc::Status UserServiceImpl::ChangePassword(grpc::ServerContext* ctx,
+                                             const v1::ChangePasswordRequest* req,
+                                             google::protobuf::Empty*) {
+  return rpc::Handle(ctx, "portico.users.v1.UserService/ChangePassword", [&](Call& call) -> Status {
+    auto caller = Authorize(call, verifier_, Need::kUser, "", accounts_);
+    if (!caller.ok()) return std::move(caller).error();
+    return accounts_.ChangePassword(*caller, req->current_password(), req->new_password(),
+                                    call.deadline());
+  });
+}
+
+grpc::Status UserServiceImpl::ListSessions(grpc::ServerContext* ctx,
+                                           const v1::ListSessionsRequest*,
+                                           v1::ListSessionsResponse* resp) {
+  return rpc::Handle(ctx, "portico.users.v1.UserService/ListSessions", [&](Call& call) -> Status {
+    auto caller = Authorize(call, verifier_, Need::kUser, "users:read", accounts_);
+    if (!caller.ok()) return std::move(caller).error();
+    auto r = accounts_.ListSessions(*caller, call.deadline());
+    if (!r.ok()) return std::move(r).error();
+    *resp = std::move(*r);
+    return {};
+  });
+}
+
+grpc::Status UserServiceImpl::RevokeSession(grpc::ServerContext* ctx,
+                                            const v1::RevokeSessionRequest* req,
+                                            google::protobuf::Empty*) {
+  return rpc::Handle(ctx, "portico.users.v1.UserService/RevokeSession", [&](Call& call) -> Status {
+    auto caller = Authorize(call, verifier_, Need::kUser, "", accounts_);
+    if (!caller.ok()) return std::move(caller).error();
+    return accounts_.RevokeSession(*caller, req->id(), call.deadline());
+  });
+}
+
+grpc::Status UserServiceImpl::CreateToken(grpc::ServerContext* ctx,
+                                          const v1::CreateTokenRequest* req,
+                                          v1::PersonalToken* resp) {
+  return rpc::Handle(ctx, "portico.users.v1.UserService/CreateToken", [&](Call& call) -> Status {
+    auto caller = Authorize(call, verifier_, Need::kUser, "", accounts_);
+    if (!caller.ok()) return std::move(caller).error();
+    std::vector<std::string> scopes(req->scopes().begin(), req->scopes().end());
+    auto t = accounts_.CreateToken(*caller, req->name(), scopes, req->ttl(), call.deadline());
+    if (!t.ok()) return NoLongerExists(t.error());
+    call.SetHeader("location", "/v1/users/me/tokens/" + t->id());
+    *resp = std::move(*t);
+    return {};
+  });
+}
+
+grpc::Status UserServiceImpl::ListTokens(grpc::ServerContext* ctx, const v1::ListTokensRequest*,
+                                         v1::ListTokensResponse* resp) {
+  return rpc::Handle(ctx, "portico.users.v1.UserService/ListTokens", [&](Call& call) -> Status {
+    auto caller = Authorize(call, verifier_, Need::kUser, "", accounts_);
+    if (!caller.ok()) return std::move(caller).error();
+    auto r = accounts_.ListTokens(*caller, call.deadline());
+    if (!r.ok()) return std::move(r).error();
+    *resp = std::move(*r);
+    return {};
+  });
+}
+
+grpc::Status UserServiceImpl::RevokeToken(grpc::ServerContext* ctx,
+                                          const v1::RevokeTokenRequest* req,
+                                          google::protobuf::Empty*) {
+  return rpc::Handle(ctx, "portico.users.v1.UserService/RevokeToken", [&](Call& call) -> Status {
+    auto caller = Authorize(call, verifier_, Need::kUser, "", accounts_);
+    if (!caller.ok()) return std::move(caller).error();
+    return accounts_.RevokeToken(*caller, req->id(), call.deadline());
+  });
+}
+
+grpc::Status UserServiceImpl::DeleteMe(grpc::ServerContext* ctx, const v1::DeleteMeRequest*,
+                                       google::protobuf::Empty*) {
+  return rpc::Handle(ctx, "portico.users.v1.UserService/DeleteMe", [&](Call& call) -> Status {
+    auto caller = Authorize(call, verifier_, Need::kUser, "", accounts_);
+    if (!caller.ok()) return std::move(caller).error();
+    auto st = accounts_.DeleteUser(*caller, caller->user_id, call.deadline());
+    if (!st.ok()) return NoLongerExists(st.error());
+    return {};
+  });
+}
+
+grpc::Status UserServiceImpl::ListUsers(grpc::ServerContext* ctx, const v1::ListUsersRequest* req,
+                                        v1::ListUsersResponse* resp) {
+  return rpc::Handle(ctx, "portico.users.v1.UserService/ListUsers", [&](Call& call) -> Status {
+    auto caller = Authorize(call, verifier_, Need::kAdmin, "", accounts_);
+    if (!caller.ok()) return std::move(caller).error();
+    auto r = accounts_.ListUsers(*req, call.deadline());
+    if (!r.ok()) return std::move(r).error();
+    *resp = std::move(*r);
     return {};
   });
 }
@@ -61,16 +242,36 @@ grpc::Status UserServiceImpl::GetMe(grpc::ServerContext* ctx, const v1::GetMeReq
 grpc::Status UserServiceImpl::GetUser(grpc::ServerContext* ctx, const v1::GetUserRequest* req,
                                       v1::User* resp) {
   return rpc::Handle(ctx, "portico.users.v1.UserService/GetUser", [&](Call& call) -> Status {
-    auto principal = call.Authorize(verifier_, {"USER", "ADMIN"});
-    if (!principal.ok()) return std::move(principal).error();
+    auto caller = Authorize(call, verifier_, Need::kUser, "users:read", accounts_);
+    if (!caller.ok()) return std::move(caller).error();
     // Another user's id is "not found", never "forbidden": existence is not revealed.
-    if (!principal->IsAdmin() && principal->subject != req->id()) {
-      return Error::NotFound("no such user");
-    }
+    if (!caller->admin && caller->user_id != req->id()) return Error::NotFound("no such user");
     auto user = accounts_.GetUser(req->id(), call.deadline());
     if (!user.ok()) return std::move(user).error();
     *resp = std::move(*user);
     return {};
+  });
+}
+
+grpc::Status UserServiceImpl::UpdateUser(grpc::ServerContext* ctx,
+                                         const v1::UpdateUserRequest* req, v1::User* resp) {
+  return rpc::Handle(ctx, "portico.users.v1.UserService/UpdateUser", [&](Call& call) -> Status {
+    auto caller = Authorize(call, verifier_, Need::kAdmin, "", accounts_);
+    if (!caller.ok()) return std::move(caller).error();
+    auto user = accounts_.UpdateUser(*caller, *req, call.deadline());
+    if (!user.ok()) return std::move(user).error();
+    *resp = std::move(*user);
+    return {};
+  });
+}
+
+grpc::Status UserServiceImpl::DeleteUser(grpc::ServerContext* ctx,
+                                         const v1::DeleteUserRequest* req,
+                                         google::protobuf::Empty*) {
+  return rpc::Handle(ctx, "portico.users.v1.UserService/DeleteUser", [&](Call& call) -> Status {
+    auto caller = Authorize(call, verifier_, Need::kAdmin, "", accounts_);
+    if (!caller.ok()) return std::move(caller).error();
+    return accounts_.DeleteUser(*caller, req->id(), call.deadline());
   });
 }
 

@@ -2,8 +2,14 @@
 
 #include <algorithm>
 #include <array>
+#include <cctype>
 #include <cstring>
+#include <fstream>
+#include <iterator>
 
+#include <sodium.h>
+
+#include "portico/auth/secrets.h"
 #include "portico/log/log.h"
 #include "portico/pg/pool.h"
 
@@ -30,7 +36,69 @@ std::string_view AsChars(const auto& bytes) {
 
 KeyRing::KeyRing(pg::Pool& pool) : pool_(pool) {}
 
+Status KeyRing::UseKeyFile(const std::string& path) {
+  std::ifstream in(path);
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (!in && !in.eof()) return Error::InvalidArgument("cannot read the key file " + path);
+  while (!text.empty() && std::isspace(static_cast<unsigned char>(text.back()))) text.pop_back();
+  auto bytes = auth::Base64UrlDecode(text);
+  if (!bytes || (bytes->size() != 64 && bytes->size() != 32)) {
+    return Error::InvalidArgument("the key file " + path +
+                                  " must hold a base64url Ed25519 key (32 or 64 bytes)");
+  }
+  auth::SigningKey key;
+  std::array<unsigned char, 32> seed{};
+  std::memcpy(seed.data(), bytes->data(), 32);
+  if (crypto_sign_seed_keypair(key.public_key.data(), key.secret_key.data(), seed.data()) != 0) {
+    return Error::InvalidArgument("the key file " + path + " holds no usable key");
+  }
+  sodium_memzero(seed.data(), seed.size());
+  // A stable kid derived from the public key, so every replica agrees.
+  key.kid = auth::Sha256Hex(AsChars(key.public_key)).substr(0, 16);
+  {
+    std::lock_guard lock(mu_);
+    keys_ = {key};
+    from_file_ = true;
+  }
+  keyset_->Replace({{key.kid, key.public_key}});
+  return {};
+}
+
+Result<bool> KeyRing::RotateIfDue(std::chrono::seconds max_age, Deadline deadline) {
+  {
+    std::lock_guard lock(mu_);
+    if (from_file_) return false;
+  }
+  auto rotated = pool_.InTransaction(deadline, [&](pg::Transaction& tx) -> Result<bool> {
+    if (auto locked = tx.Exec("SELECT pg_advisory_xact_lock($1)", {kKeyCreationLock});
+        !locked.ok()) {
+      return std::move(locked).error();
+    }
+    auto due = tx.Exec(
+        "SELECT coalesce(max(create_time) <= now() - make_interval(secs => $1), true) AS due "
+        "FROM signing_keys",
+        {static_cast<std::int64_t>(max_age.count())});
+    if (!due.ok()) return std::move(due).error();
+    if (!due->front().GetBool("due")) return false;
+    auth::SigningKey key = auth::GenerateSigningKey();
+    auto inserted = tx.Exec(
+        "INSERT INTO signing_keys (kid, public_key, secret_key) VALUES ($1, $2, $3)",
+        {key.kid, auth::Base64UrlEncode(AsChars(key.public_key)),
+         auth::Base64UrlEncode(AsChars(key.secret_key))});
+    if (!inserted.ok()) return std::move(inserted).error();
+    log::Info("rotated the signing key", {{"event", "keys.rotated"}, {"kid", key.kid}});
+    return true;
+  });
+  if (!rotated.ok()) return std::move(rotated).error();
+  if (auto st = Load(deadline); !st.ok()) return std::move(st).error();
+  return *rotated;
+}
+
 Status KeyRing::Load(Deadline deadline) {
+  {
+    std::lock_guard lock(mu_);
+    if (from_file_) return {};
+  }
   auto loaded = pool_.InTransaction(deadline, [&](pg::Transaction& tx) -> Result<pg::Rows> {
     constexpr std::string_view kSelect =
         "SELECT kid, public_key, secret_key FROM signing_keys ORDER BY create_time DESC, kid "

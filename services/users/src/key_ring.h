@@ -3,7 +3,9 @@
 // every replica signs and verifies with the same keys without configuration.
 // The first replica to start creates the first key.
 
+#include <chrono>
 #include <memory>
+#include <string>
 #include <mutex>
 #include <optional>
 #include <vector>
@@ -22,6 +24,18 @@ class KeyRing {
  public:
   explicit KeyRing(pg::Pool& pool);
 
+  /// Uses one fixed key read from `path` (base64url of the 64-byte libsodium
+  /// secret key, or of its 32-byte seed) instead of the database; Load then
+  /// does nothing and RotateIfDue never rotates. kInvalidArgument if the
+  /// file cannot be read or holds no key.
+  Status UseKeyFile(const std::string& path);
+
+  /// Makes a new signing key if the newest is older than `max_age` (under
+  /// the same advisory lock, so replicas rotate once), then reloads. The
+  /// previous key stays published, so tokens it signed keep verifying.
+  /// True if this call rotated. Thread-safe; blocks.
+  Result<bool> RotateIfDue(std::chrono::seconds max_age, Deadline deadline);
+
   /// Reads the keys; if there are none, creates one (under a transaction-level
   /// advisory lock, so replicas starting together make exactly one). Errors
   /// from the database. Thread-safe; blocks.
@@ -38,6 +52,7 @@ class KeyRing {
   pg::Pool& pool_;
   mutable std::mutex mu_;
   std::vector<auth::SigningKey> keys_;  // newest first; guarded by mu_
+  bool from_file_ = false;              // set once before use
   std::shared_ptr<auth::KeySet> keyset_ = std::make_shared<auth::KeySet>();
 };
 

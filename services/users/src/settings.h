@@ -23,6 +23,27 @@ struct Settings {
   int hash_workers = 2;
   int hash_queue = 16;
   int grpc_threads = 32;
+  /// A rotated refresh token presented again within this window gets the
+  /// same successor instead of revoking its session (concurrent refreshes).
+  std::chrono::seconds refresh_reuse_grace{10};
+  /// Age after which a new signing key is made (the old one stays published).
+  std::chrono::seconds key_rotation{30 * 24 * 3600};
+  /// How often replicas check whether the key must rotate or was rotated.
+  std::chrono::seconds key_check_interval{60};
+  /// Optional file with the signing key; disables rotation when set.
+  std::string key_file;
+  std::string bootstrap_admin_email;
+  std::string bootstrap_admin_password;
+  /// Failed sign-ins per account before it is throttled, and for how long.
+  int login_max_failures = 5;
+  std::chrono::seconds login_lockout{300};
+  /// Failed sign-ins per client address (per process) before throttling.
+  int login_address_max_failures = 50;
+  std::chrono::seconds login_failure_window{900};
+  /// Longest pause between two attempts to purge a deleted owner's data.
+  std::chrono::seconds purge_max_backoff{60};
+  /// Lifetime of the access token a personal access token is exchanged for.
+  std::chrono::seconds pat_exchange_ttl{300};
 };
 
 /// Every PORTICO_* variable the users service reads.

@@ -1,6 +1,7 @@
 // The users service's logic against a real, throwaway PostgreSQL.
 #include <gtest/gtest.h>
 
+#include <set>
 #include <span>
 #include <future>
 #include <thread>
@@ -8,6 +9,8 @@
 #include "accounts.h"
 #include "key_ring.h"
 #include "password_pool.h"
+#include "purge_dispatcher.h"
+#include <grpcpp/grpcpp.h>
 #include "portico/auth/jwt.h"
 #include "portico/pg/migrate.h"
 #include "portico/pg/pool.h"
@@ -253,6 +256,277 @@ TEST(PasswordPool, DeadlineWhileQueuedIsDeadlineExceeded) {
   EXPECT_EQ(late.error().code, ErrorCode::kDeadlineExceeded);
   release.set_value();
   busy.join();
+}
+
+// ---- sessions, refresh rotation, administration, throttling, PATs, keys, outbox ----
+
+class AccountsFlowTest : public UsersTest {
+ protected:
+  v1::User Make(const std::string& email) {
+    auto u = accounts_->Register(email, "correct horse battery", "N", Soon());
+    EXPECT_TRUE(u.ok()) << (u.ok() ? "" : u.error().message);
+    return u.ok() ? *u : v1::User();
+  }
+  v1::TokenPair SignIn(const std::string& email, const std::string& pw = "correct horse battery") {
+    auto p = accounts_->Login(email, pw, {"ua", "10.0.0.9"}, Soon());
+    EXPECT_TRUE(p.ok()) << (p.ok() ? "" : p.error().message);
+    return p.ok() ? *p : v1::TokenPair();
+  }
+  Caller CallerOf(const v1::TokenPair& pair) {
+    auth::Verifier verifier(keys_->keyset(), {.issuer = "portico", .audience = "portico-api"});
+    auto c = verifier.Verify(pair.access_token());
+    EXPECT_TRUE(c.ok());
+    return {c->sub, SessionIdFromJti(c->jti), c->role == "ADMIN"};
+  }
+  void Exec(const std::string& sql) {
+    auto lease = pool_->Acquire(Soon());
+    ASSERT_TRUE(lease->Exec(sql).ok()) << sql;
+  }
+};
+
+TEST_F(AccountsFlowTest, RefreshRotatesAndAReusedTokenRevokesTheFamily) {
+  Make("r@example.com");
+  auto p1 = SignIn("r@example.com");
+  auto p2 = accounts_->Refresh(p1.refresh_token(), Soon());
+  ASSERT_TRUE(p2.ok());
+  EXPECT_NE(p2->refresh_token(), p1.refresh_token());
+  // Within the grace window (10 s by default): the same successor.
+  auto again = accounts_->Refresh(p1.refresh_token(), Soon());
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->refresh_token(), p2->refresh_token());
+  EXPECT_EQ(Count("SELECT count(*) FROM refresh_tokens"), 2);  // no extra token made
+  // Move the rotation out of the window: now it is reuse.
+  Exec("UPDATE refresh_tokens SET use_time = now() - interval '1 hour' WHERE use_time IS NOT NULL");
+  auto reused = accounts_->Refresh(p1.refresh_token(), Soon());
+  ASSERT_FALSE(reused.ok());
+  EXPECT_EQ(reused.error().code, ErrorCode::kUnauthenticated);
+  EXPECT_EQ(Count("SELECT count(*) FROM sessions WHERE revoke_time IS NOT NULL"), 1);
+  EXPECT_EQ(accounts_->Refresh(p2->refresh_token(), Soon()).error().code,
+            ErrorCode::kUnauthenticated);
+  // Expired tokens do not refresh.
+  auto p3 = SignIn("r@example.com");
+  Exec("UPDATE refresh_tokens SET expire_time = now() - interval '1 second'");
+  EXPECT_EQ(accounts_->Refresh(p3.refresh_token(), Soon()).error().code,
+            ErrorCode::kUnauthenticated);
+}
+
+TEST_F(AccountsFlowTest, ConcurrentRefreshesOfOneTokenAllGetTheSameSuccessor) {
+  Make("c@example.com");
+  auto p = SignIn("c@example.com");
+  std::vector<std::future<Result<v1::TokenPair>>> futures;
+  for (int i = 0; i < 4; ++i) {
+    futures.push_back(std::async(std::launch::async,
+                                 [&] { return accounts_->Refresh(p.refresh_token(), Soon()); }));
+  }
+  std::set<std::string> successors;
+  for (auto& f : futures) {
+    auto r = f.get();
+    ASSERT_TRUE(r.ok()) << r.error().message;
+    successors.insert(r->refresh_token());
+  }
+  EXPECT_EQ(successors.size(), 1u);
+}
+
+TEST_F(AccountsFlowTest, ChangePasswordKeepsOnlyTheCallersSession) {
+  Make("p@example.com");
+  auto a = SignIn("p@example.com");
+  auto b = SignIn("p@example.com");
+  ASSERT_TRUE(accounts_->ChangePassword(CallerOf(a), "correct horse battery",
+                                        "another good password", Soon())
+                  .ok());
+  EXPECT_TRUE(accounts_->Refresh(a.refresh_token(), Soon()).ok());
+  EXPECT_FALSE(accounts_->Refresh(b.refresh_token(), Soon()).ok());
+  auto wrong = accounts_->ChangePassword(CallerOf(a), "nope nope nope", "yet another password",
+                                         Soon());
+  ASSERT_FALSE(wrong.ok());
+  EXPECT_EQ(wrong.error().fields.front().field, "currentPassword");
+}
+
+TEST_F(AccountsFlowTest, LastAdminIsProtectedAndDisablingRevokesSessions) {
+  auto made = accounts_->EnsureAdmin("Boss@Example.com", "admin password 1", Soon());
+  ASSERT_TRUE(made.ok());
+  EXPECT_TRUE(*made);
+  EXPECT_FALSE(*accounts_->EnsureAdmin("boss@example.com", "ignored password", Soon()));
+  auto boss = CallerOf(SignIn("boss@example.com", "admin password 1"));
+  EXPECT_TRUE(boss.admin);
+  v1::UpdateUserRequest demote;
+  demote.set_id(boss.user_id);
+  demote.set_role(v1::USER);
+  EXPECT_EQ(accounts_->UpdateUser(boss, demote, Soon()).error().code,
+            ErrorCode::kFailedPrecondition);
+  EXPECT_EQ(accounts_->DeleteUser(boss, boss.user_id, Soon()).error().code,
+            ErrorCode::kFailedPrecondition);
+
+  auto u = Make("u@example.com");
+  auto up = SignIn("u@example.com");
+  v1::UpdateUserRequest disable;
+  disable.set_id(u.id());
+  disable.set_disabled(true);
+  auto disabled = accounts_->UpdateUser(boss, disable, Soon());
+  ASSERT_TRUE(disabled.ok());
+  EXPECT_TRUE(disabled->disabled());
+  EXPECT_FALSE(accounts_->Refresh(up.refresh_token(), Soon()).ok());
+
+  // With a second admin, either may step down.
+  v1::UpdateUserRequest promote;
+  promote.set_id(u.id());
+  promote.set_role(v1::ADMIN);
+  promote.set_disabled(false);
+  ASSERT_TRUE(accounts_->UpdateUser(boss, promote, Soon()).ok());
+  EXPECT_TRUE(accounts_->UpdateUser(boss, demote, Soon()).ok());
+}
+
+TEST_F(AccountsFlowTest, ListUsersPagesAndTreatsThePrefixLiterally) {
+  for (int i = 0; i < 5; ++i) Make("list" + std::to_string(i) + "@example.com");
+  Make("l%st@example.com");
+  v1::ListUsersRequest req;
+  req.set_page_size(2);
+  req.set_email_prefix("LIST");
+  int total = 0, pages = 0;
+  do {
+    auto page = accounts_->ListUsers(req, Soon());
+    ASSERT_TRUE(page.ok());
+    total += page->users_size();
+    ++pages;
+    req.set_page_token(page->next_page_token());
+  } while (!req.page_token().empty());
+  EXPECT_EQ(total, 5);
+  EXPECT_EQ(pages, 3);
+  req.set_email_prefix("l%");
+  req.set_page_size(0);
+  auto literal = accounts_->ListUsers(req, Soon());
+  ASSERT_TRUE(literal.ok());
+  ASSERT_EQ(literal->users_size(), 1);
+  EXPECT_EQ(literal->users(0).email(), "l%st@example.com");
+}
+
+TEST_F(AccountsFlowTest, FailedSignInsThrottlePerAccountAndPerAddress) {
+  settings_.login_max_failures = 2;
+  settings_.login_address_max_failures = 4;
+  Make("t@example.com");
+  std::int64_t retry = 0;
+  for (int i = 0; i < 2; ++i) {
+    EXPECT_EQ(accounts_->Login("t@example.com", "wrong wrong wrong", {"", "1.1.1.1"}, Soon(), &retry)
+                  .error()
+                  .code,
+              ErrorCode::kUnauthenticated);
+  }
+  auto locked = accounts_->Login("t@example.com", "correct horse battery", {"", "2.2.2.2"}, Soon(),
+                                 &retry);
+  ASSERT_FALSE(locked.ok());
+  EXPECT_EQ(locked.error().code, ErrorCode::kResourceExhausted);
+  EXPECT_GT(retry, 250);  // 5 min lockout by default
+  // The lock lives in the database, so another replica sees it.
+  EXPECT_EQ(Count("SELECT count(*) FROM login_failures WHERE locked_until > now()"), 1);
+
+  // Per address: different accounts from one address.
+  for (int i = 0; i < 4; ++i) {
+    (void)accounts_->Login("x" + std::to_string(i) + "@example.com", "wrong wrong wrong",
+                           {"", "3.3.3.3"}, Soon());
+  }
+  retry = 0;
+  auto by_address = accounts_->Login("t2@example.com", "whatever whatever", {"", "3.3.3.3"},
+                                     Soon(), &retry);
+  EXPECT_EQ(by_address.error().code, ErrorCode::kResourceExhausted);
+  EXPECT_GT(retry, 0);
+}
+
+TEST_F(AccountsFlowTest, PersonalAccessTokensIntrospectToScopedShortLivedTokens) {
+  auto u = Make("pat@example.com");
+  auto caller = CallerOf(SignIn("pat@example.com"));
+  auto t = accounts_->CreateToken(caller, "ci", {"data:read", "data:read", "users:read"}, 0,
+                                  Soon());
+  ASSERT_TRUE(t.ok()) << t.error().message;
+  EXPECT_TRUE(t->token().starts_with("pat_"));
+  EXPECT_EQ(t->scopes_size(), 2);
+  EXPECT_EQ(Count("SELECT count(*) FROM personal_tokens WHERE token_hash = '" +
+                  auth::Sha256Hex(t->token()) + "'"),
+            1);
+  auto info = accounts_->Introspect(t->token(), Soon());
+  ASSERT_TRUE(info.ok());
+  EXPECT_TRUE(info->active());
+  EXPECT_EQ(info->subject(), u.id());
+  auth::Verifier verifier(keys_->keyset(), {.issuer = "portico", .audience = "portico-api"});
+  auto claims = verifier.Verify(info->access_token());
+  ASSERT_TRUE(claims.ok());
+  EXPECT_EQ(claims->sub, u.id());
+  EXPECT_EQ(claims->scopes, (std::vector<std::string>{"data:read", "users:read"}));
+  EXPECT_LE(claims->exp - claims->iat, 300);
+
+  EXPECT_FALSE(accounts_->Introspect("pat_unknown", Soon())->active());
+  EXPECT_FALSE(accounts_->Introspect("eyJhbGciOi", Soon())->active());
+  // Expired.
+  auto short_lived = accounts_->CreateToken(caller, "short", {"users:read"}, 60, Soon());
+  ASSERT_TRUE(short_lived.ok());
+  Exec("UPDATE personal_tokens SET expire_time = now() - interval '1 second' WHERE name = 'short'");
+  EXPECT_FALSE(accounts_->Introspect(short_lived->token(), Soon())->active());
+  // Revoked.
+  ASSERT_TRUE(accounts_->RevokeToken(caller, t->id(), Soon()).ok());
+  EXPECT_FALSE(accounts_->Introspect(t->token(), Soon())->active());
+  EXPECT_EQ(accounts_->RevokeToken(caller, t->id(), Soon()).error().code, ErrorCode::kNotFound);
+  EXPECT_EQ(accounts_->ListTokens(caller, Soon())->tokens_size(), 1);
+}
+
+TEST_F(AccountsFlowTest, KeysRotateAndOldTokensStillVerify) {
+  auto u = Make("k@example.com");
+  auto before = SignIn("k@example.com");
+  const std::string old_kid = keys_->Current()->kid;
+  auto not_due = keys_->RotateIfDue(std::chrono::hours(24), Soon());
+  ASSERT_TRUE(not_due.ok());
+  EXPECT_FALSE(*not_due);
+  auto rotated = keys_->RotateIfDue(std::chrono::seconds(0), Soon());
+  ASSERT_TRUE(rotated.ok());
+  EXPECT_TRUE(*rotated);
+  EXPECT_NE(keys_->Current()->kid, old_kid);
+  auto jwks = accounts_->Jwks();
+  ASSERT_EQ(jwks.keys_size(), 2);
+  EXPECT_EQ(jwks.keys(1).kid(), old_kid);
+  auth::Verifier verifier(keys_->keyset(), {.issuer = "portico", .audience = "portico-api"});
+  EXPECT_TRUE(verifier.Verify(before.access_token()).ok());
+  EXPECT_TRUE(verifier.Verify(SignIn("k@example.com").access_token()).ok());
+}
+
+TEST_F(AccountsFlowTest, DeletionQueuesAPurgeThatIsRetriedUntilDataAnswers) {
+  auto u = Make("d@example.com");
+  auto caller = CallerOf(SignIn("d@example.com"));
+  int woken = 0;
+  accounts_->set_on_purge_queued([&] { ++woken; });
+  ASSERT_TRUE(accounts_->DeleteUser(caller, u.id(), Soon()).ok());
+  EXPECT_EQ(woken, 1);
+  EXPECT_EQ(Count("SELECT count(*) FROM users"), 0);
+  EXPECT_EQ(Count("SELECT count(*) FROM sessions"), 0);
+  EXPECT_EQ(Count("SELECT count(*) FROM purge_outbox WHERE owner_id = '" + u.id() + "'"), 1);
+  EXPECT_EQ(accounts_->DeleteUser(caller, u.id(), Soon()).error().code, ErrorCode::kNotFound);
+
+  // Nothing listens on this target: the attempt fails and is rescheduled.
+  grpc::ChannelArguments args;
+  PurgeDispatcher dispatcher(*pool_, *keys_, settings_,
+                             grpc::CreateCustomChannel("127.0.0.1:1",
+                                                       grpc::InsecureChannelCredentials(), args));
+  auto delivered = dispatcher.DeliverDue();
+  ASSERT_TRUE(delivered.ok());
+  EXPECT_EQ(*delivered, 0);
+  EXPECT_EQ(Count("SELECT count(*) FROM purge_outbox WHERE attempts = 1 AND "
+                  "next_attempt_time > now() AND last_error <> ''"),
+            1);
+  // Not due yet: a second pass does not call again.
+  EXPECT_EQ(*dispatcher.DeliverDue(), 0);
+  EXPECT_EQ(Count("SELECT max(attempts) FROM purge_outbox"), 1);
+}
+
+TEST_F(AccountsFlowTest, HousekeepingDeletesOnlyWhatExpired) {
+  Make("h@example.com");
+  auto live = SignIn("h@example.com");
+  auto old = SignIn("h@example.com");
+  Exec("UPDATE refresh_tokens SET expire_time = now() - interval '2 days' WHERE token_hash = '" +
+       auth::Sha256Hex(old.refresh_token()) + "'");
+  (void)accounts_->Login("gone@example.com", "wrong wrong wrong", {}, Soon());
+  Exec("UPDATE login_failures SET last_failure = now() - interval '1 day'");
+  auto deleted = accounts_->Housekeeping(Soon());
+  ASSERT_TRUE(deleted.ok()) << deleted.error().message;
+  EXPECT_EQ(*deleted, 3);  // one token, its session, one counter
+  EXPECT_EQ(Count("SELECT count(*) FROM sessions"), 1);
+  EXPECT_TRUE(accounts_->Refresh(live.refresh_token(), Soon()).ok());
 }
 
 }  // namespace
