@@ -51,10 +51,18 @@ pg_local_start() {
     PG_PORT="$(cat "$dir/port")"
     return 0
   fi
-  PG_PORT="$(free_port)"
-  echo "$PG_PORT" > "$dir/port"
-  as_pg "$PG_BIN/pg_ctl" -D "$dir/data" -l "$PG_SOCK/postgresql.log" -w -t 30 \
-    -o "-k $PG_SOCK -p $PG_PORT -c listen_addresses=127.0.0.1" start >/dev/null
+  # A free port can be taken between the check and the bind: try a few.
+  local attempt
+  for attempt in 1 2 3 4 5; do
+    PG_PORT="$(free_port)"
+    echo "$PG_PORT" > "$dir/port"
+    if as_pg "$PG_BIN/pg_ctl" -D "$dir/data" -l "$PG_SOCK/postgresql.log" -w -t 30 \
+         -o "-k $PG_SOCK -p $PG_PORT -c listen_addresses=127.0.0.1" start >/dev/null; then
+      return 0
+    fi
+  done
+  echo "PostgreSQL did not start; its log: $PG_SOCK/postgresql.log" >&2
+  return 1
 }
 
 pg_local_stop() {
