@@ -6,6 +6,7 @@
 #include <cctype>
 #include <cstdint>
 #include <optional>
+#include "portico/core/strings.h"
 
 // A hand-written recursive-descent parser: the grammar is a dozen lines, the
 // output is SQL with our own parameter numbering, and every error must name
@@ -25,17 +26,6 @@ struct Token {
 bool IsIdentStart(char c) { return std::isalpha(static_cast<unsigned char>(c)) || c == '_'; }
 bool IsIdentChar(char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_'; }
 bool IsDigit(char c) { return c >= '0' && c <= '9'; }
-
-bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    if (std::tolower(static_cast<unsigned char>(a[i])) !=
-        std::tolower(static_cast<unsigned char>(b[i]))) {
-      return false;
-    }
-  }
-  return true;
-}
 
 void AppendUtf8(std::string* out, std::uint32_t cp) {
   if (cp < 0x80) {

@@ -327,21 +327,14 @@ Result<std::string> Accounts::IssueAccessToken(const std::string& user_id,
                                                const std::string& session_id,
                                                std::chrono::seconds ttl,
                                                std::vector<std::string> scopes) {
-  auto key = keys_.Current();
-  if (!key) return Error::Unavailable("signing keys are not loaded yet");
-  const auto now = std::chrono::duration_cast<std::chrono::seconds>(
-                       std::chrono::system_clock::now().time_since_epoch())
-                       .count();
   auth::Claims claims;
   claims.iss = settings_.jwt_issuer;
   claims.aud = settings_.jwt_audience;
   claims.sub = user_id;
   claims.role = role;
-  claims.iat = now;
-  claims.exp = now + ttl.count();
   claims.jti = session_id + "." + NewUuidV7();
   claims.scopes = std::move(scopes);
-  return auth::Sign(claims, *key);
+  return keys_.Sign(std::move(claims), ttl);
 }
 
 namespace {

@@ -32,6 +32,17 @@ std::string_view AsChars(const auto& bytes) {
   return {reinterpret_cast<const char*>(bytes.data()), bytes.size()};
 }
 
+// Makes a new key and stores it in `tx`; returns its kid.
+Result<std::string> InsertNewKey(pg::Transaction& tx) {
+  auth::SigningKey key = auth::GenerateSigningKey();
+  auto inserted = tx.Exec(
+      "INSERT INTO signing_keys (kid, public_key, secret_key) VALUES ($1, $2, $3)",
+      {key.kid, auth::Base64UrlEncode(AsChars(key.public_key)),
+       auth::Base64UrlEncode(AsChars(key.secret_key))});
+  if (!inserted.ok()) return std::move(inserted).error();
+  return key.kid;
+}
+
 }  // namespace
 
 KeyRing::KeyRing(pg::Pool& pool) : pool_(pool) {}
@@ -80,13 +91,9 @@ Result<bool> KeyRing::RotateIfDue(std::chrono::seconds max_age, Deadline deadlin
         {static_cast<std::int64_t>(max_age.count())});
     if (!due.ok()) return std::move(due).error();
     if (!due->front().GetBool("due")) return false;
-    auth::SigningKey key = auth::GenerateSigningKey();
-    auto inserted = tx.Exec(
-        "INSERT INTO signing_keys (kid, public_key, secret_key) VALUES ($1, $2, $3)",
-        {key.kid, auth::Base64UrlEncode(AsChars(key.public_key)),
-         auth::Base64UrlEncode(AsChars(key.secret_key))});
-    if (!inserted.ok()) return std::move(inserted).error();
-    log::Info("rotated the signing key", {{"event", "keys.rotated"}, {"kid", key.kid}});
+    auto kid = InsertNewKey(tx);
+    if (!kid.ok()) return std::move(kid).error();
+    log::Info("rotated the signing key", {{"event", "keys.rotated"}, {"kid", *kid}});
     return true;
   });
   if (!rotated.ok()) return std::move(rotated).error();
@@ -111,13 +118,9 @@ Status KeyRing::Load(Deadline deadline) {
     }
     rows = tx.Exec(kSelect);  // another replica may have made one meanwhile
     if (!rows.ok() || !rows->empty()) return rows;
-    auth::SigningKey key = auth::GenerateSigningKey();
-    auto inserted = tx.Exec(
-        "INSERT INTO signing_keys (kid, public_key, secret_key) VALUES ($1, $2, $3)",
-        {key.kid, auth::Base64UrlEncode(AsChars(key.public_key)),
-         auth::Base64UrlEncode(AsChars(key.secret_key))});
-    if (!inserted.ok()) return std::move(inserted).error();
-    log::Info("created the first signing key", {{"kid", key.kid}});
+    auto kid = InsertNewKey(tx);
+    if (!kid.ok()) return std::move(kid).error();
+    log::Info("created the first signing key", {{"kid", *kid}});
     return tx.Exec(kSelect);
   });
   if (!loaded.ok()) return std::move(loaded).error();
@@ -140,6 +143,16 @@ Status KeyRing::Load(Deadline deadline) {
   }
   keyset_->Replace(std::move(published));
   return {};
+}
+
+Result<std::string> KeyRing::Sign(auth::Claims claims, std::chrono::seconds ttl) const {
+  auto key = Current();
+  if (!key) return Error::Unavailable("signing keys are not loaded yet");
+  claims.iat = std::chrono::duration_cast<std::chrono::seconds>(
+                   std::chrono::system_clock::now().time_since_epoch())
+                   .count();
+  claims.exp = claims.iat + ttl.count();
+  return auth::Sign(claims, *key);
 }
 
 std::optional<auth::SigningKey> KeyRing::Current() const {

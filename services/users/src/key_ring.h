@@ -43,6 +43,9 @@ class KeyRing {
 
   /// The newest key (signs new tokens); nullopt before a successful Load.
   std::optional<auth::SigningKey> Current() const;
+  /// Signs `claims` with the newest key, setting `iat` to now and `exp` to
+  /// now + `ttl`. kUnavailable before a successful Load. Thread-safe.
+  Result<std::string> Sign(auth::Claims claims, std::chrono::seconds ttl) const;
   /// The newest two public keys (what JWKS publishes and what verifies).
   std::vector<auth::PublicKey> Published() const;
   /// Key set for verifying tokens in this process; refilled by every Load.

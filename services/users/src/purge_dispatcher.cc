@@ -40,21 +40,16 @@ void PurgeDispatcher::Wake() {
 }
 
 Status PurgeDispatcher::Purge(const std::string& owner_id) {
-  auto key = keys_.Current();
-  if (!key) return Error::Unavailable("no signing key");
-  const auto now = std::chrono::duration_cast<std::chrono::seconds>(
-                       std::chrono::system_clock::now().time_since_epoch())
-                       .count();
   auth::Claims claims;
   claims.iss = settings_.jwt_issuer;
   claims.aud = settings_.jwt_audience;
   claims.sub = "portico-users";
   claims.role = "SERVICE";
-  claims.iat = now;
-  claims.exp = now + 60;
   claims.jti = NewUuidV7();
+  auto token = keys_.Sign(std::move(claims), std::chrono::seconds(60));
+  if (!token.ok()) return std::move(token).error();
   grpc::ClientContext ctx;
-  ctx.AddMetadata("authorization", "Bearer " + auth::Sign(claims, *key));
+  ctx.AddMetadata("authorization", "Bearer " + *token);
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
   data::v1::PurgeOwnerRequest req;
   req.set_owner_id(owner_id);
