@@ -4,6 +4,7 @@
 #include <prometheus/family.h>
 #include <prometheus/histogram.h>
 #include <prometheus/registry.h>
+#include <google/protobuf/descriptor.h>
 #include <sodium.h>
 
 #include <algorithm>
@@ -12,6 +13,7 @@
 #include <exception>
 
 #include "portico/admin/metrics.h"
+#include "portico/api/v1/annotations.pb.h"
 #include "portico/auth/jwt.h"
 #include "portico/core/uuid.h"
 #include "portico/log/log.h"
@@ -91,7 +93,19 @@ const char* GrpcCodeName(grpc::StatusCode code) {
 std::string NewTraceId() { return RandomHex(16); }
 std::string NewSpanId() { return RandomHex(8); }
 
-Call::Call(grpc::ServerContext* ctx) : ctx_(ctx) {
+std::vector<std::string> AcceptedScopes(std::string_view method) {
+  const auto slash = method.find('/');
+  if (slash == std::string_view::npos) return {};
+  const auto* service = google::protobuf::DescriptorPool::generated_pool()->FindServiceByName(
+      std::string(method.substr(0, slash)));
+  if (service == nullptr) return {};
+  const auto* rpc = service->FindMethodByName(std::string(method.substr(slash + 1)));
+  if (rpc == nullptr || !rpc->options().HasExtension(api::v1::access)) return {};
+  const auto& scopes = rpc->options().GetExtension(api::v1::access).scopes();
+  return {scopes.begin(), scopes.end()};
+}
+
+Call::Call(grpc::ServerContext* ctx, std::string_view method) : ctx_(ctx), method_(method) {
   request_id_ = Metadata("x-request-id");
   if (!SaneRequestId(request_id_)) request_id_ = NewUuidV7();
   // traceparent: 00-<32 hex trace id>-<16 hex parent span id>-<2 hex flags>
@@ -138,6 +152,19 @@ Result<Principal> Call::Authenticate(const auth::Verifier& verifier) {
   }
   auto claims = verifier.Verify(std::string_view(header).substr(kBearer.size()));
   if (!claims.ok()) return std::move(claims).error();
+  if (!claims->scopes.empty()) {
+    const std::vector<std::string> accepted = AcceptedScopes(method_);
+    const bool allowed = std::any_of(claims->scopes.begin(), claims->scopes.end(),
+                                     [&](const std::string& s) {
+                                       return std::find(accepted.begin(), accepted.end(), s) !=
+                                              accepted.end();
+                                     });
+    if (!allowed) {
+      return Error::PermissionDenied(accepted.empty()
+                                         ? "this call does not accept scoped tokens"
+                                         : "the token lacks a scope this call needs");
+    }
+  }
   subject_ = claims->sub;
   return Principal{claims->sub, claims->role, claims->scopes};
 }
@@ -167,7 +194,7 @@ void Call::PropagateTo(grpc::ClientContext* downstream) const {
 grpc::Status Handle(grpc::ServerContext* ctx, std::string_view method,
                     const std::function<Status(Call&)>& handler) {
   const auto start = Clock::now();
-  Call call(ctx);
+  Call call(ctx, method);
   log::ScopedContext scope({call.request_id(), call.trace_id(), call.span_id()});
   grpc::Status status;
   try {

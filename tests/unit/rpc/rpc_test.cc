@@ -72,6 +72,16 @@ class EchoService final : public users::v1::AuthService::Service {
       return {};
     });
   }
+  // Answers as if it were DataService/GetItem, whose access policy accepts
+  // the scope data:read: what matters for scopes is the method name.
+  grpc::Status Logout(grpc::ServerContext* ctx, const users::v1::LogoutRequest*,
+                      google::protobuf::Empty*) override {
+    return Handle(ctx, "portico.data.v1.DataService/GetItem", [&](Call& call) -> Status {
+      auto who = call.Authenticate(verifier_);
+      if (!who.ok()) return std::move(who).error();
+      return {};
+    });
+  }
   grpc::Status Login(grpc::ServerContext* ctx, const users::v1::LoginRequest* req,
                      users::v1::TokenPair* resp) override {
     return Handle(ctx, "test/Login", [&](Call& call) -> Status {
@@ -100,13 +110,19 @@ class RpcServerTest : public ::testing::Test {
                                    grpc::InsecureChannelCredentials());
     stub_ = users::v1::AuthService::NewStub(channel_);
   }
-  std::string Token(const std::string& role) {
+  std::string Token(const std::string& role, std::vector<std::string> scopes = {}) {
     const auto now = std::chrono::duration_cast<std::chrono::seconds>(
                          std::chrono::system_clock::now().time_since_epoch())
                          .count();
     return auth::Sign({.iss = "i", .aud = "a", .sub = "user-1", .role = role, .iat = now,
-                       .exp = now + 60, .jti = "j"},
+                       .exp = now + 60, .jti = "j", .scopes = std::move(scopes)},
                       key_);
+  }
+  grpc::StatusCode LogoutWith(const std::string& token) {
+    grpc::ClientContext ctx;
+    ctx.AddMetadata("authorization", "Bearer " + token);
+    google::protobuf::Empty out;
+    return stub_->Logout(&ctx, {}, &out).error_code();
   }
 
   auth::SigningKey key_;
@@ -166,6 +182,23 @@ TEST_F(RpcServerTest, AuthorizeChecksTokenAndRole) {
   grpc::ClientContext forged;
   forged.AddMetadata("authorization", "Bearer " + Token("ADMIN") + "x");
   EXPECT_EQ(stub_->Login(&forged, req, &resp).error_code(), grpc::StatusCode::UNAUTHENTICATED);
+}
+
+TEST_F(RpcServerTest, ScopedTokensReachOnlyMethodsAcceptingTheirScopes) {
+  EXPECT_EQ(AcceptedScopes("portico.data.v1.DataService/GetItem"),
+            std::vector<std::string>{"data:read"});
+  EXPECT_TRUE(AcceptedScopes("portico.users.v1.UserService/ChangePassword").empty());
+  EXPECT_TRUE(AcceptedScopes("no/such").empty());
+  EXPECT_EQ(LogoutWith(Token("USER")), grpc::StatusCode::OK);  // full access
+  EXPECT_EQ(LogoutWith(Token("USER", {"data:read"})), grpc::StatusCode::OK);
+  EXPECT_EQ(LogoutWith(Token("USER", {"users:read", "data:read"})), grpc::StatusCode::OK);
+  EXPECT_EQ(LogoutWith(Token("USER", {"data:write"})), grpc::StatusCode::PERMISSION_DENIED);
+  // A method without scopes refuses every scoped token.
+  users::v1::LoginRequest req;
+  users::v1::TokenPair resp;
+  grpc::ClientContext ctx;
+  ctx.AddMetadata("authorization", "Bearer " + Token("ADMIN", {"users:write"}));
+  EXPECT_EQ(stub_->Login(&ctx, req, &resp).error_code(), grpc::StatusCode::PERMISSION_DENIED);
 }
 
 TEST_F(RpcServerTest, ExceptionsBecomeInternalWithoutDetails) {

@@ -33,7 +33,9 @@ struct Principal {
 /// What a handler knows about its call, decoded once from the metadata.
 class Call {
  public:
-  explicit Call(grpc::ServerContext* ctx);
+  /// `method` is the full RPC name ("portico.data.v1.DataService/GetItem");
+  /// its `portico.api.v1.access` option says which token scopes it accepts.
+  explicit Call(grpc::ServerContext* ctx, std::string_view method = {});
 
   grpc::ServerContext* context() const { return ctx_; }
   const std::string& request_id() const { return request_id_; }
@@ -49,7 +51,11 @@ class Call {
   std::string client_address() const;
 
   /// Verifies the `authorization: Bearer <jwt>` metadata. kUnauthenticated
-  /// if it is missing or invalid. The principal is remembered for the access log.
+  /// if it is missing or invalid. A scoped token (one a personal access token
+  /// was exchanged for) is kPermissionDenied unless one of its scopes is among
+  /// those the method's access policy accepts — the same rule the gateway
+  /// applies, read from the same annotation, so a backend reached directly
+  /// enforces it too. The principal is remembered for the access log.
   Result<Principal> Authenticate(const auth::Verifier& verifier);
   /// As Authenticate, then kPermissionDenied unless the role is one of `roles`.
   Result<Principal> Authorize(const auth::Verifier& verifier,
@@ -67,6 +73,7 @@ class Call {
 
  private:
   grpc::ServerContext* ctx_;
+  std::string method_;
   std::string request_id_;
   std::string trace_id_;
   std::string span_id_;
@@ -83,6 +90,11 @@ class Call {
 /// `portico_grpc_request_duration_seconds{method}`.
 grpc::Status Handle(grpc::ServerContext* ctx, std::string_view method,
                     const std::function<Status(Call&)>& handler);
+
+/// The token scopes the RPC `method` ("pkg.Service/Method") accepts, from its
+/// `portico.api.v1.access` option in the generated descriptors; empty if it
+/// has none or is unknown. Thread-safe.
+std::vector<std::string> AcceptedScopes(std::string_view method);
 
 /// Starts a W3C trace-context for a call that arrived without one (or a
 /// process-initiated job): 32-hex trace id and 16-hex span id.
