@@ -195,6 +195,25 @@ bool HasAnyScope(const std::vector<std::string>& granted,
   return false;
 }
 
+// A personal access token as the users service makes them: "pat_" and the
+// unpadded base64url of 32 random bytes (43 characters). Anything else is
+// refused without asking the users service.
+constexpr std::size_t kPatSecretLength = 43;
+bool IsPatFormat(std::string_view token) {
+  if (!token.starts_with("pat_")) return false;
+  const std::string_view secret = token.substr(4);
+  if (secret.size() != kPatSecretLength) return false;
+  return std::all_of(secret.begin(), secret.end(), [](char c) {
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+           c == '-' || c == '_';
+  });
+}
+
+// Cache bound for introspection answers. When full, expired entries go
+// first, then every negative one, so a flood of made-up tokens cannot push
+// out the valid tokens' entries; only a cache full of valid ones is cleared.
+constexpr std::size_t kPatCacheMax = 10000;
+
 std::string MissingScopeDetail(const std::vector<std::string>& accepted) {
   if (accepted.empty()) return "this endpoint does not accept scoped tokens";
   if (accepted.size() == 1) return "this token lacks the scope " + accepted.front();
@@ -390,6 +409,7 @@ void RequestHandler::Route(const std::shared_ptr<Exchange>& ex, const Post& post
         // A personal access token: exchanged (through the users service,
         // cached briefly) for a short-lived access token limited to its
         // scopes, which is then checked and forwarded like any other.
+        if (!IsPatFormat(token)) return unauthenticated("invalid personal access token", true);
         const std::string key = auth::Sha256Hex(token);
         std::optional<PatEntry> hit;
         {
@@ -603,10 +623,13 @@ bool RequestHandler::StartIntrospect(std::shared_ptr<Exchange> ex, const std::st
             }
             entry.until = now + keep;
             std::lock_guard lock(pat_mu_);
-            if (pat_cache_.size() >= 10000) {
+            if (pat_cache_.size() >= kPatCacheMax) {
               std::erase_if(pat_cache_, [&](const auto& kv) { return kv.second.until <= now; });
-              if (pat_cache_.size() >= 10000) pat_cache_.clear();
             }
+            if (pat_cache_.size() >= kPatCacheMax) {
+              std::erase_if(pat_cache_, [](const auto& kv) { return !kv.second.active; });
+            }
+            if (pat_cache_.size() >= kPatCacheMax) pat_cache_.clear();
             pat_cache_[key] = std::move(entry);
           } else if (!s.ok()) {
             log::ScopedContext scope(call->LogContext());

@@ -180,14 +180,13 @@ Result<v1::TokenPair> Accounts::Login(std::string_view email, std::string_view p
   auto normalized = NormalizeEmail(email);
   std::optional<pg::Rows> found;
   if (normalized.ok()) {
+    // Reserved before the hash, for unknown e-mails too (throttling reveals
+    // nothing), so concurrent guesses cannot all slip past the limit.
+    auto wait = ReserveAttempt(*normalized, deadline);
+    if (!wait.ok()) return std::move(wait).error();
+    if (*wait > 0) return throttled(*wait);
     auto lease = pool_.Acquire(deadline);
     if (!lease.ok()) return std::move(lease).error();
-    auto locked = lease->Exec(
-        "SELECT ceil(extract(epoch FROM locked_until - now()))::int8 AS wait "
-        "FROM login_failures WHERE email = $1 AND locked_until > now()",
-        {*normalized});
-    if (!locked.ok()) return std::move(locked).error();
-    if (!locked->empty()) return throttled(locked->front().GetInt64("wait"));
     auto rows = lease->Exec(
         "SELECT id, role, disabled, password_hash FROM users WHERE email = $1", {*normalized});
     if (!rows.ok()) return std::move(rows).error();
@@ -198,31 +197,12 @@ Result<v1::TokenPair> Accounts::Login(std::string_view email, std::string_view p
   auto matched = passwords_.Verify(std::move(hash), std::string(password), deadline);
   if (!matched.ok()) return std::move(matched).error();
   if (!found || !*matched) {
+    // The attempt was counted when it was reserved.
     NoteAddressFailure(client.address);
-    if (normalized.ok()) {
-      // Counted for unknown e-mails too, so throttling reveals nothing either.
-      auto counted = pool_.InTransaction(deadline, [&](pg::Transaction& tx) -> Status {
-        auto n = tx.Exec(
-            "INSERT INTO login_failures (email, failures, last_failure) VALUES ($1, 1, now()) "
-            "ON CONFLICT (email) DO UPDATE SET failures = CASE WHEN login_failures.last_failure "
-            "< now() - make_interval(secs => $2) THEN 1 ELSE login_failures.failures + 1 END, "
-            "last_failure = now() RETURNING failures",
-            {*normalized, static_cast<std::int64_t>(settings_.login_failure_window.count())});
-        if (!n.ok()) return std::move(n).error();
-        if (n->front().GetInt64("failures") >= settings_.login_max_failures) {
-          auto l = tx.Exec(
-              "UPDATE login_failures SET failures = 0, "
-              "locked_until = now() + make_interval(secs => $2) WHERE email = $1",
-              {*normalized, static_cast<std::int64_t>(settings_.login_lockout.count())});
-          if (!l.ok()) return std::move(l).error();
-        }
-        return {};
-      });
-      if (!counted.ok()) return std::move(counted).error();
-    }
     Audit("auth.login_failed", "sign-in failed", log::Field("client_address", client.address));
     return invalid;
   }
+  if (auto cleared = ClearAttempts(*normalized, deadline); !cleared.ok()) return cleared.error();
   const pg::Row row = found->front();
   const std::string user_id = row.GetString("id");
   if (row.GetBool("disabled")) {
@@ -245,14 +225,50 @@ Result<v1::TokenPair> Accounts::Login(std::string_view email, std::string_view p
         {auth::Sha256Hex(refresh), session_id,
          static_cast<std::int64_t>(settings_.refresh_token_ttl.count())});
     if (!t.ok()) return std::move(t).error();
-    auto d = tx.Exec("DELETE FROM login_failures WHERE email = $1", {*normalized});
-    if (!d.ok()) return std::move(d).error();
     return {};
   });
   if (!stored.ok()) return std::move(stored).error();
   Audit("auth.login", "signed in", log::Field("user_id", user_id),
         log::Field("session_id", session_id), log::Field("client_address", client.address));
   return MakePair(user_id, role, session_id, refresh);
+}
+
+Result<std::int64_t> Accounts::ReserveAttempt(const std::string& email, Deadline deadline) {
+  // A counter starts afresh when its lock has expired or, unlocked, when its
+  // last failure is older than the window. The attempt that reaches the limit
+  // still runs but sets the lock, so every later one is refused at once; the
+  // count is capped so a locked account's counter cannot overflow.
+  static const std::string kFresh =
+      "(f.locked_until <= now() OR (f.locked_until IS NULL AND "
+      "f.last_failure < now() - make_interval(secs => $2::int8)))";
+  static const std::string kNext =
+      "(CASE WHEN " + kFresh + " THEN 1 ELSE least(f.failures + 1, $3::int4 + 1) END)";
+  static const std::string kSql =
+      "INSERT INTO login_failures AS f (email, failures, last_failure, locked_until) "
+      "VALUES ($1, 1, now(), CASE WHEN 1 >= $3::int4 THEN now() + make_interval(secs => $4::int8) "
+      "END) ON CONFLICT (email) DO UPDATE SET failures = " + kNext + ", "
+      "locked_until = CASE WHEN f.locked_until > now() THEN f.locked_until WHEN " + kNext +
+      " >= $3::int4 THEN now() + make_interval(secs => $4::int8) END, last_failure = now() "
+      "RETURNING failures, "
+      "coalesce(ceil(extract(epoch FROM locked_until - now())), 0)::int8 AS wait";
+  auto lease = pool_.Acquire(deadline);
+  if (!lease.ok()) return std::move(lease).error();
+  auto rows = lease->Exec(
+      kSql, {email, static_cast<std::int64_t>(settings_.login_failure_window.count()),
+             static_cast<std::int64_t>(settings_.login_max_failures),
+             static_cast<std::int64_t>(settings_.login_lockout.count())});
+  if (!rows.ok()) return std::move(rows).error();
+  const pg::Row row = rows->front();
+  if (row.GetInt64("failures") <= settings_.login_max_failures) return std::int64_t{0};
+  return std::max<std::int64_t>(row.GetInt64("wait"), 1);
+}
+
+Status Accounts::ClearAttempts(const std::string& email, Deadline deadline) {
+  auto lease = pool_.Acquire(deadline);
+  if (!lease.ok()) return std::move(lease).error();
+  auto d = lease->Exec("DELETE FROM login_failures WHERE email = $1", {email});
+  if (!d.ok()) return std::move(d).error();
+  return {};
 }
 
 Result<v1::TokenPair> Accounts::MakePair(const std::string& user_id, const std::string& role,
@@ -510,19 +526,35 @@ Result<v1::User> Accounts::UpdateMe(const Caller& caller, std::string_view displ
 }
 
 Status Accounts::ChangePassword(const Caller& caller, std::string_view current_password,
-                                std::string_view new_password, Deadline deadline) {
+                                std::string_view new_password, Deadline deadline,
+                                std::int64_t* retry_after) {
   if (auto st = ValidatePassword(new_password, settings_.password_min_length, "newPassword");
       !st.ok()) {
     return st;
   }
   std::string stored;
+  std::string email;
   {
     auto lease = pool_.Acquire(deadline);
     if (!lease.ok()) return std::move(lease).error();
-    auto rows = lease->Exec("SELECT password_hash FROM users WHERE id = $1", {caller.user_id});
+    auto rows = lease->Exec("SELECT email, password_hash FROM users WHERE id = $1",
+                            {caller.user_id});
     if (!rows.ok()) return std::move(rows).error();
     if (rows->empty()) return Error::Unauthenticated("the account no longer exists");
+    email = rows->front().GetString("email");
     stored = rows->front().GetString("password_hash");
+  }
+  // The same counter as sign-in: a stolen session must not become an
+  // unlimited oracle for the password.
+  auto wait = ReserveAttempt(email, deadline);
+  if (!wait.ok()) return std::move(wait).error();
+  if (*wait > 0) {
+    if (retry_after) *retry_after = *wait;
+    Audit("user.password_change_throttled", "password change throttled",
+          log::Field("user_id", caller.user_id));
+    return Error{ErrorCode::kResourceExhausted,
+                 "too many wrong passwords; try again in " + std::to_string(*wait) + " s",
+                 {}};
   }
   auto matched = passwords_.Verify(std::move(stored), std::string(current_password), deadline);
   if (!matched.ok()) return std::move(matched).error();
@@ -532,6 +564,7 @@ Status Accounts::ChangePassword(const Caller& caller, std::string_view current_p
     return Error::InvalidArgument("the current password is not correct",
                                   {{"currentPassword", "is not correct"}});
   }
+  if (auto cleared = ClearAttempts(email, deadline); !cleared.ok()) return cleared;
   auto hash = passwords_.Hash(std::string(new_password), deadline);
   if (!hash.ok()) return std::move(hash).error();
   auto done = pool_.InTransaction(deadline, [&](pg::Transaction& tx) -> Status {
@@ -720,8 +753,8 @@ Result<v1::User> Accounts::UpdateUser(const Caller& actor, const v1::UpdateUserR
   return std::move(out->user);
 }
 
-Result<bool> Accounts::EnsureAdmin(std::string_view email, std::string_view password,
-                                   Deadline deadline) {
+Result<AdminOutcome> Accounts::EnsureAdmin(std::string_view email, std::string_view password,
+                                           AdminPolicy policy, Deadline deadline) {
   std::vector<FieldViolation> violations;
   auto normalized = NormalizeEmail(email);
   if (!normalized.ok()) violations.push_back(normalized.error().fields.front());
@@ -729,32 +762,57 @@ Result<bool> Accounts::EnsureAdmin(std::string_view email, std::string_view pass
     violations.push_back(st.error().fields.front());
   }
   if (!violations.empty()) return Error::InvalidArgument("invalid admin account", violations);
+  // What to do about an account that already has the e-mail; nullopt if none.
+  auto existing = [&]() -> Result<std::optional<AdminOutcome>> {
+    auto lease = pool_.Acquire(deadline);
+    if (!lease.ok()) return std::move(lease).error();
+    auto rows = lease->Exec("SELECT id, role FROM users WHERE email = $1", {*normalized});
+    if (!rows.ok()) return std::move(rows).error();
+    if (rows->empty()) return std::optional<AdminOutcome>();
+    const std::string id = rows->front().GetString("id");
+    if (rows->front().GetString("role") == "ADMIN") {
+      return std::optional<AdminOutcome>(AdminOutcome::kAlreadyAdmin);
+    }
+    if (policy == AdminPolicy::kCreateOnly) {
+      return std::optional<AdminOutcome>(AdminOutcome::kExistsNotAdmin);
+    }
+    auto promoted = lease->Exec(
+        "UPDATE users SET role = 'ADMIN', update_time = now() WHERE id = $1 AND role <> 'ADMIN' "
+        "RETURNING id",
+        {id});
+    if (!promoted.ok()) return std::move(promoted).error();
+    if (promoted->empty()) return std::optional<AdminOutcome>(AdminOutcome::kAlreadyAdmin);
+    Audit("user.role_changed", "create-admin: existing account promoted to admin",
+          log::Field("user_id", id), log::Field("new_role", "ADMIN"));
+    return std::optional<AdminOutcome>(AdminOutcome::kPromoted);
+  };
+  {
+    auto found = existing();
+    if (!found.ok()) return std::move(found).error();
+    if (*found) return **found;
+  }
+  auto hash = passwords_.Hash(std::string(password), deadline);
+  if (!hash.ok()) return std::move(hash).error();
+  const std::string id = NewUuidV7();
   {
     auto lease = pool_.Acquire(deadline);
     if (!lease.ok()) return std::move(lease).error();
     auto rows = lease->Exec(
-        "UPDATE users SET role = 'ADMIN', update_time = now() WHERE email = $1 RETURNING id",
-        {*normalized});
+        "INSERT INTO users (id, email, display_name, password_hash, role) "
+        "VALUES ($1, $2, 'Administrator', $3, 'ADMIN') ON CONFLICT (email) DO NOTHING "
+        "RETURNING id",
+        {id, *normalized, *hash});
     if (!rows.ok()) return std::move(rows).error();
     if (!rows->empty()) {
-      Audit("user.role_changed", "bootstrap: existing account is an admin",
-            log::Field("user_id", rows->front().GetString("id")), log::Field("new_role", "ADMIN"));
-      return false;
+      Audit("user.admin_created", "admin account created", log::Field("user_id", id));
+      return AdminOutcome::kCreated;
     }
   }
-  auto hash = passwords_.Hash(std::string(password), deadline);
-  if (!hash.ok()) return std::move(hash).error();
-  auto lease = pool_.Acquire(deadline);
-  if (!lease.ok()) return std::move(lease).error();
-  const std::string id = NewUuidV7();
-  auto rows = lease->Exec(
-      "INSERT INTO users (id, email, display_name, password_hash, role) "
-      "VALUES ($1, $2, 'Administrator', $3, 'ADMIN') ON CONFLICT (email) DO NOTHING RETURNING id",
-      {id, *normalized, *hash});
-  if (!rows.ok()) return std::move(rows).error();
-  if (rows->empty()) return false;  // made concurrently by another replica
-  Audit("user.admin_created", "admin account created", log::Field("user_id", id));
-  return true;
+  // Made concurrently (another replica, or a registration): judge that account.
+  auto found = existing();
+  if (!found.ok()) return std::move(found).error();
+  if (*found) return **found;
+  return Error{ErrorCode::kInternal, "the admin account vanished while it was being created", {}};
 }
 
 Result<v1::PersonalToken> Accounts::CreateToken(const Caller& caller, std::string_view name,

@@ -53,6 +53,14 @@ std::string SessionIdFromJti(std::string_view jti);
 bool IsKnownScope(std::string_view scope);
 
 
+enum class AdminPolicy { kCreateOnly, kCreateOrPromote };
+enum class AdminOutcome {
+  kCreated,         // a new ADMIN account
+  kAlreadyAdmin,    // the account exists and is an admin: nothing changed
+  kPromoted,        // an existing account became ADMIN (kCreateOrPromote only)
+  kExistsNotAdmin,  // an existing non-admin account was left alone (kCreateOnly)
+};
+
 class Accounts {
  public:
   Accounts(pg::Pool& pool, KeyRing& keys, PasswordPool& passwords, const Settings& settings);
@@ -84,9 +92,12 @@ class Accounts {
   Result<v1::User> UpdateMe(const Caller& caller, std::string_view display_name,
                             Deadline deadline);
   /// kInvalidArgument naming currentPassword if it is wrong, newPassword if
-  /// it is invalid. Revokes every session but the caller's.
+  /// it is invalid. Revokes every session but the caller's. A wrong current
+  /// password counts as a failed sign-in of the account: past the limit the
+  /// answer is kResourceExhausted and `*retry_after` (if given) says for how long.
   Status ChangePassword(const Caller& caller, std::string_view current_password,
-                        std::string_view new_password, Deadline deadline);
+                        std::string_view new_password, Deadline deadline,
+                        std::int64_t* retry_after = nullptr);
   Result<v1::ListSessionsResponse> ListSessions(const Caller& caller, Deadline deadline);
   /// kNotFound unless it is one of the caller's live sessions.
   Status RevokeSession(const Caller& caller, std::string_view session_id, Deadline deadline);
@@ -102,10 +113,13 @@ class Accounts {
   /// demoting or disabling the last enabled admin is kFailedPrecondition.
   Result<v1::User> UpdateUser(const Caller& actor, const v1::UpdateUserRequest& request,
                               Deadline deadline);
-  /// Creates an ADMIN account, or promotes an existing one (its password is
-  /// then left alone). True if it was created.
-  Result<bool> EnsureAdmin(std::string_view email, std::string_view password,
-                           Deadline deadline);
+  /// Creates an ADMIN account with this e-mail and password if no account has
+  /// the e-mail. An existing account is promoted (its password left alone)
+  /// only with kCreateOrPromote, the explicit operator command; the start-up
+  /// bootstrap uses kCreateOnly, so whoever registered the e-mail first never
+  /// becomes an admin by a restart.
+  Result<AdminOutcome> EnsureAdmin(std::string_view email, std::string_view password,
+                                   AdminPolicy policy, Deadline deadline);
 
   /// Personal access tokens.
   Result<v1::PersonalToken> CreateToken(const Caller& caller, std::string_view name,
@@ -139,6 +153,12 @@ class Accounts {
                                        std::vector<std::string> scopes = {});
   Result<v1::TokenPair> MakePair(const std::string& user_id, const std::string& role,
                                  const std::string& session_id, std::string refresh);
+  // Reserves one password check for the account `email` (known or not)
+  // before the hash runs, atomically in the database: 0 if it may go ahead,
+  // else the seconds the account stays locked. At most login_max_failures
+  // checks run per window however many arrive at once.
+  Result<std::int64_t> ReserveAttempt(const std::string& email, Deadline deadline);
+  Status ClearAttempts(const std::string& email, Deadline deadline);
   // Seconds to wait if `address` is throttled, else 0; and the failure count.
   std::int64_t AddressRetryAfter(const std::string& address);
   void NoteAddressFailure(const std::string& address);

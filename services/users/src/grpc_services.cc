@@ -151,8 +151,11 @@ grpc::Status UserServiceImpl::ChangePassword(grpc::ServerContext* ctx,
   return rpc::Handle(ctx, "portico.users.v1.UserService/ChangePassword", [&](Call& call) -> Status {
     auto caller = Authorize(call, verifier_, Need::kUser, "", accounts_);
     if (!caller.ok()) return std::move(caller).error();
-    return accounts_.ChangePassword(*caller, req->current_password(), req->new_password(),
-                                    call.deadline());
+    std::int64_t retry_after = 0;
+    Status st = accounts_.ChangePassword(*caller, req->current_password(), req->new_password(),
+                                         call.deadline(), &retry_after);
+    if (retry_after > 0) call.SetHeader("retry-after", std::to_string(retry_after));
+    return st;
   });
 }
 
@@ -244,8 +247,17 @@ grpc::Status UserServiceImpl::GetUser(grpc::ServerContext* ctx, const v1::GetUse
   return rpc::Handle(ctx, "portico.users.v1.UserService/GetUser", [&](Call& call) -> Status {
     auto caller = Authorize(call, verifier_, Need::kUser, "users:read", accounts_);
     if (!caller.ok()) return std::move(caller).error();
-    // Another user's id is "not found", never "forbidden": existence is not revealed.
-    if (!caller->admin && caller->user_id != req->id()) return Error::NotFound("no such user");
+    // Another user's id is "not found", never "forbidden": existence is not
+    // revealed. Reading another account needs the ADMIN role the account has
+    // now, not the one its token was issued with.
+    if (caller->user_id != req->id()) {
+      if (!caller->admin) return Error::NotFound("no such user");
+      auto self = accounts_.GetUser(caller->user_id, call.deadline());
+      if (!self.ok() && self.error().code != ErrorCode::kNotFound) return std::move(self).error();
+      if (!self.ok() || self->role() != v1::ADMIN || self->disabled()) {
+        return Error::NotFound("no such user");
+      }
+    }
     auto user = accounts_.GetUser(req->id(), call.deadline());
     if (!user.ok()) return std::move(user).error();
     *resp = std::move(*user);

@@ -3,6 +3,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include <algorithm>
+#include <exception>
 
 #include "key_ring.h"
 #include "portico/auth/jwt.h"
@@ -39,18 +40,20 @@ void PurgeDispatcher::Wake() {
   cv_.notify_all();
 }
 
-Status PurgeDispatcher::Purge(const std::string& owner_id) {
+Status PurgeDispatcher::Purge(const std::string& owner_id, std::stop_token stop) {
   auth::Claims claims;
   claims.iss = settings_.jwt_issuer;
   claims.aud = settings_.jwt_audience;
   claims.sub = "portico-users";
   claims.role = "SERVICE";
   claims.jti = NewUuidV7();
-  auto token = keys_.Sign(std::move(claims), std::chrono::seconds(60));
+  auto token = keys_.Sign(std::move(claims), kServiceTokenTtl);
   if (!token.ok()) return std::move(token).error();
   grpc::ClientContext ctx;
   ctx.AddMetadata("authorization", "Bearer " + *token);
-  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  ctx.set_deadline(std::chrono::system_clock::now() + kCallTimeout);
+  // A stop request cancels the call in flight rather than waiting for it.
+  std::stop_callback cancel(stop, [&ctx] { ctx.TryCancel(); });
   data::v1::PurgeOwnerRequest req;
   req.set_owner_id(owner_id);
   google::protobuf::Empty resp;
@@ -60,21 +63,30 @@ Status PurgeDispatcher::Purge(const std::string& owner_id) {
   return {};
 }
 
-Result<int> PurgeDispatcher::DeliverDue() {
-  const Deadline deadline = DeadlineIn(std::chrono::seconds(10));
-  std::vector<std::string> due;
-  {
-    auto lease = pool_.Acquire(deadline);
-    if (!lease.ok()) return std::move(lease).error();
-    auto rows = lease->Exec(
-        "SELECT owner_id FROM purge_outbox WHERE next_attempt_time <= now() "
-        "ORDER BY next_attempt_time LIMIT 100");
-    if (!rows.ok()) return std::move(rows).error();
-    for (pg::Row row : *rows) due.push_back(row.GetString("owner_id"));
-  }
+Result<int> PurgeDispatcher::DeliverDue(std::stop_token stop) {
   int delivered = 0;
-  for (const auto& owner : due) {
-    const Status st = Purge(owner);
+  for (int i = 0; i < kMaxRowsPerPass && !stop.stop_requested(); ++i) {
+    // Every row has its own deadline: a slow data service delays one row,
+    // never the bookkeeping of the next.
+    const Deadline deadline = DeadlineIn(kCallTimeout + std::chrono::seconds(10));
+    std::string owner;
+    {
+      // Claim one due row: SKIP LOCKED and the lease (the row is not due
+      // again until it runs out) keep other replicas off it while it is
+      // being delivered; a replica that dies mid-call leaves it due again
+      // once the lease ends.
+      auto lease = pool_.Acquire(deadline);
+      if (!lease.ok()) return std::move(lease).error();
+      auto rows = lease->Exec(
+          "UPDATE purge_outbox SET next_attempt_time = now() + make_interval(secs => $1::int8) "
+          "WHERE owner_id = (SELECT owner_id FROM purge_outbox WHERE next_attempt_time <= now() "
+          "ORDER BY next_attempt_time LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING owner_id",
+          {static_cast<std::int64_t>(kClaimLease.count())});
+      if (!rows.ok()) return std::move(rows).error();
+      if (rows->empty()) break;
+      owner = rows->front().GetString("owner_id");
+    }
+    const Status st = Purge(owner, stop);
     auto lease = pool_.Acquire(deadline);
     if (!lease.ok()) return std::move(lease).error();
     if (st.ok()) {
@@ -83,6 +95,13 @@ Result<int> PurgeDispatcher::DeliverDue() {
       ++delivered;
       log::Info("purged a deleted owner's data", {{"event", "user.purged"}, {"user_id", owner}});
       continue;
+    }
+    if (stop.stop_requested()) {
+      // Cancelled by shutdown, not refused: due again at once, not counted.
+      auto r = lease->Exec("UPDATE purge_outbox SET next_attempt_time = now() WHERE owner_id = $1",
+                           {owner});
+      if (!r.ok()) return std::move(r).error();
+      break;
     }
     // Exponential backoff from 1 s, capped.
     auto u = lease->Exec(
@@ -103,9 +122,16 @@ Result<int> PurgeDispatcher::DeliverDue() {
 
 void PurgeDispatcher::Loop(std::stop_token stop) {
   while (!stop.stop_requested()) {
-    auto delivered = DeliverDue();
-    if (!delivered.ok()) {
-      log::Warn("purge outbox pass failed", {{"error", delivered.error().message}});
+    try {
+      auto delivered = DeliverDue(stop);
+      if (!delivered.ok()) {
+        log::Warn("purge outbox pass failed", {{"error", delivered.error().message}});
+      }
+    } catch (const std::exception& e) {
+      // A bug; logged, and the next pass tries again rather than ending the process.
+      log::Error("purge outbox pass threw", {{"error", e.what()}});
+    } catch (...) {
+      log::Error("purge outbox pass threw", {{"error", "unknown exception"}});
     }
     // Poll at most every second (rows become due on their backoff schedule);
     // deletions wake the loop at once.

@@ -3,7 +3,8 @@
 // portico.data.v1.DataAdmin/PurgeOwner with a short-lived service token until
 // it succeeds, backing off between attempts. The rows live in the users
 // database, so a restart of either service loses nothing; PurgeOwner is
-// idempotent, so replicas delivering the same row twice is harmless.
+// idempotent; a row being delivered is claimed (FOR UPDATE SKIP LOCKED and a
+// lease), so two replicas do not call for the same row at once.
 
 #include <chrono>
 #include <condition_variable>
@@ -31,19 +32,27 @@ class PurgeDispatcher {
  public:
   PurgeDispatcher(pg::Pool& pool, KeyRing& keys, const Settings& settings,
                   std::shared_ptr<grpc::Channel> data_channel);
-  /// Stops the thread (an attempt in flight finishes first, bounded by its 5 s deadline).
+  /// Stops the thread; a call in flight is cancelled.
   ~PurgeDispatcher();
 
   /// Starts the delivery thread.
   void Start();
   /// Delivers due rows now rather than at the next poll. Thread-safe.
   void Wake();
-  /// One pass: attempts every due row once. The number delivered, or the
-  /// database error. Thread-safe (used by tests directly).
-  Result<int> DeliverDue();
+  /// One pass: attempts each due row once (at most kMaxRowsPerPass), each
+  /// with its own deadline, stopping between rows (and cancelling the call in
+  /// flight) once `stop` is requested. The number delivered, or the database
+  /// error. Thread-safe, also across replicas (used by tests directly).
+  Result<int> DeliverDue(std::stop_token stop = {});
+
+  static constexpr int kMaxRowsPerPass = 100;
+  /// Deadline of one PurgeOwner call.
+  static constexpr std::chrono::seconds kCallTimeout{5};
+  /// How long a claimed row stays invisible to other passes.
+  static constexpr std::chrono::seconds kClaimLease{30};
 
  private:
-  Status Purge(const std::string& owner_id);
+  Status Purge(const std::string& owner_id, std::stop_token stop);
   void Loop(std::stop_token stop);
 
   pg::Pool& pool_;

@@ -35,14 +35,16 @@ const std::vector<config::Var>& Vars() {
         {.name = "PORTICO_REFRESH_REUSE_GRACE", .kind = Kind::kDuration, .default_value = "10s",
          .help = "window in which a rotated refresh token gets the same successor again"},
         {.name = "PORTICO_JWT_KEY_ROTATION", .kind = Kind::kDuration, .default_value = "30d",
-         .help = "age at which the signing key is replaced (the previous stays published)"},
+         .help = "age at which the signing key is replaced (the previous stays published); "
+                 "at least 2 x the longest token lifetime + PORTICO_JWT_KEY_CHECK_INTERVAL"},
         {.name = "PORTICO_JWT_KEY_CHECK_INTERVAL", .kind = Kind::kDuration, .default_value = "1m",
          .help = "how often the signing keys are reloaded and checked for rotation"},
         {.name = "PORTICO_JWT_KEY_FILE",
          .help = "file with a base64url Ed25519 secret key (64 bytes) that signs tokens; "
                  "no rotation when set"},
         {.name = "PORTICO_BOOTSTRAP_ADMIN_EMAIL",
-         .help = "e-mail of an ADMIN account created at start if it does not exist"},
+         .help = "e-mail of an ADMIN account created at start if no account has it (an "
+                 "existing account is never promoted: use create-admin)"},
         {.name = "PORTICO_BOOTSTRAP_ADMIN_PASSWORD",
          .help = "password of the bootstrap admin account", .secret = true},
         {.name = "PORTICO_LOGIN_MAX_FAILURES", .kind = Kind::kInt, .default_value = "5",
@@ -102,6 +104,21 @@ Settings FromConfig(const config::Config& c) {
   s.pat_exchange_ttl =
       std::clamp(secs("PORTICO_PAT_EXCHANGE_TTL"), std::chrono::seconds(10), std::chrono::seconds(300));
   return s;
+}
+
+Status CheckSettings(const Settings& s) {
+  if (!s.key_file.empty()) return {};
+  const auto longest = std::max({s.access_token_ttl, s.pat_exchange_ttl, kServiceTokenTtl});
+  const auto needed = 2 * longest + s.key_check_interval;
+  if (s.key_rotation >= needed) return {};
+  return Error::InvalidArgument(
+      "PORTICO_JWT_KEY_ROTATION is " + std::to_string(s.key_rotation.count()) +
+      " s but must be at least 2 x the longest token lifetime (" +
+      std::to_string(longest.count()) +
+      " s, from PORTICO_ACCESS_TOKEN_TTL, PORTICO_PAT_EXCHANGE_TTL or service tokens) + "
+      "PORTICO_JWT_KEY_CHECK_INTERVAL (" + std::to_string(s.key_check_interval.count()) +
+      " s) = " + std::to_string(needed.count()) +
+      " s: a replaced key must stay published until every token it signed has expired");
 }
 
 }  // namespace portico::users

@@ -7,9 +7,13 @@
 #include <vector>
 
 #include "portico/auth/secrets.h"
+#include "portico/core/result.h"
 #include "portico/config/config.h"
 
 namespace portico::users {
+
+/// Lifetime of the service tokens users signs for its internal calls.
+inline constexpr std::chrono::seconds kServiceTokenTtl{60};
 
 struct Settings {
   config::Address grpc_addr;
@@ -52,5 +56,12 @@ const std::vector<config::Var>& Vars();
 /// Typed settings from a loaded config (the table's kinds make this total).
 /// Addresses, database and logging are read by portico::runtime.
 Settings FromConfig(const config::Config& config);
+
+/// Checks what the variable table cannot: with rotation on (no key file),
+/// PORTICO_JWT_KEY_ROTATION must be at least 2 x the longest token lifetime
+/// (access, PAT exchange or service token) + PORTICO_JWT_KEY_CHECK_INTERVAL,
+/// since a key is dropped one rotation after it was replaced and must outlive
+/// every token it signed. kInvalidArgument with a message naming the variables.
+Status CheckSettings(const Settings& settings);
 
 }  // namespace portico::users

@@ -3,7 +3,9 @@
 #include <grpcpp/grpcpp.h>
 
 #include <condition_variable>
+#include <cstdio>
 #include <cstring>
+#include <exception>
 #include <iostream>
 #include <mutex>
 #include <span>
@@ -31,21 +33,41 @@ std::span<const pg::Migration> Migrations();  // generated from migrations/*.sql
 namespace {
 
 // `portico-users create-admin [email]`: reads the password from stdin and
-// creates (or promotes) an admin account. Exit 0 on success.
+// creates an admin account, or promotes the existing account with that
+// e-mail (an explicit operator action). Exit 0 on success.
 int CreateAdmin(Accounts& accounts, std::string email) {
   std::string password;
   std::getline(std::cin, password);
   if (!password.empty() && password.back() == '\r') password.pop_back();
-  auto made = accounts.EnsureAdmin(email, password, DeadlineIn(std::chrono::seconds(60)));
+  auto made = accounts.EnsureAdmin(email, password, AdminPolicy::kCreateOrPromote,
+                                   DeadlineIn(std::chrono::seconds(60)));
   if (!made.ok()) {
     std::cerr << "create-admin: " << made.error().message;
     for (const auto& f : made.error().fields) std::cerr << "; " << f.field << " " << f.message;
     std::cerr << "\n";
     return 1;
   }
-  std::cout << (*made ? "created admin " : "promoted existing account to admin ") << email
-            << "\n";
+  switch (*made) {
+    case AdminOutcome::kCreated: std::cout << "created admin "; break;
+    case AdminOutcome::kPromoted: std::cout << "promoted existing account to admin "; break;
+    case AdminOutcome::kAlreadyAdmin:
+    case AdminOutcome::kExistsNotAdmin: std::cout << "already an admin: "; break;
+  }
+  std::cout << email << "\n";
   return 0;
+}
+
+// Runs one pass of a background loop; an exception (a bug) is logged and the
+// loop goes on rather than terminating the process.
+template <typename F>
+void Guarded(std::string_view what, F&& pass) {
+  try {
+    pass();
+  } catch (const std::exception& e) {
+    log::Error("background task failed", {{"task", std::string(what)}, {"error", e.what()}});
+  } catch (...) {
+    log::Error("background task failed", {{"task", std::string(what)}, {"error", "unknown"}});
+  }
 }
 
 }  // namespace
@@ -70,6 +92,12 @@ int Main(int argc, char** argv) {
       "defaults to PORTICO_BOOTSTRAP_ADMIN_EMAIL).",
       Vars(), Migrations());
   const Settings settings = FromConfig(service.startup.config);
+  if (auto st = CheckSettings(settings); !st.ok()) {
+    std::fprintf(stderr, "portico-users: %s\n", st.error().message.c_str());
+    log::Error("invalid configuration", {{"error", st.error().message}});
+    log::Flush();
+    return 2;
+  }
   pg::Pool& pool = service.db->pool();
 
   KeyRing keys(pool);
@@ -94,8 +122,10 @@ int Main(int argc, char** argv) {
     return 1;
   }
   if (!settings.bootstrap_admin_email.empty()) {
+    // Only ever creates: an existing account with that e-mail may belong to
+    // anyone who registered it, so promoting it is left to create-admin.
     auto made = accounts.EnsureAdmin(settings.bootstrap_admin_email,
-                                     settings.bootstrap_admin_password,
+                                     settings.bootstrap_admin_password, AdminPolicy::kCreateOnly,
                                      DeadlineIn(std::chrono::seconds(60)));
     if (!made.ok()) {
       std::string detail = made.error().message;
@@ -103,6 +133,11 @@ int Main(int argc, char** argv) {
       log::Error("cannot create the bootstrap admin", {{"error", detail}});
       log::Flush();
       return 1;
+    }
+    if (*made == AdminOutcome::kExistsNotAdmin) {
+      log::Warn("PORTICO_BOOTSTRAP_ADMIN_EMAIL belongs to an existing account that is not an "
+                "admin; it was NOT promoted (use `portico-users create-admin` to promote it)",
+                {{"event", "user.bootstrap_admin_skipped"}});
     }
   }
   // Every key_check_interval: rotate the key when due (and pick up other
@@ -117,11 +152,16 @@ int Main(int argc, char** argv) {
       }
       if (stop.stop_requested()) break;
       if (settings.key_file.empty()) {
-        auto r = keys.RotateIfDue(settings.key_rotation, DeadlineIn(std::chrono::seconds(10)));
-        if (!r.ok()) log::Warn("signing key check failed", {{"error", r.error().message}});
+        Guarded("signing key check", [&] {
+          auto r = keys.RotateIfDue(settings.key_rotation, DeadlineIn(std::chrono::seconds(10)));
+          if (!r.ok()) log::Warn("signing key check failed", {{"error", r.error().message}});
+        });
       }
-      auto h = accounts.Housekeeping(DeadlineIn(std::chrono::seconds(30)));
-      if (!h.ok()) log::Warn("housekeeping failed", {{"error", h.error().message}});
+      if (stop.stop_requested()) break;
+      Guarded("housekeeping", [&] {
+        auto h = accounts.Housekeeping(DeadlineIn(std::chrono::seconds(30)));
+        if (!h.ok()) log::Warn("housekeeping failed", {{"error", h.error().message}});
+      });
     }
   });
 

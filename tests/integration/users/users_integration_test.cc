@@ -1,17 +1,24 @@
 // The users service's logic against a real, throwaway PostgreSQL.
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <condition_variable>
+#include <future>
+#include <map>
+#include <mutex>
 #include <set>
 #include <span>
-#include <future>
+#include <stop_token>
 #include <thread>
 
 #include "accounts.h"
+#include "grpc_services.h"
 #include "key_ring.h"
 #include "password_pool.h"
 #include "purge_dispatcher.h"
 #include <grpcpp/grpcpp.h>
 #include "portico/auth/jwt.h"
+#include "portico/data/v1/data.grpc.pb.h"
 #include "portico/pg/migrate.h"
 #include "portico/pg/pool.h"
 #include "portico/testing/pg_cluster.h"
@@ -343,10 +350,14 @@ TEST_F(AccountsFlowTest, ChangePasswordKeepsOnlyTheCallersSession) {
 }
 
 TEST_F(AccountsFlowTest, LastAdminIsProtectedAndDisablingRevokesSessions) {
-  auto made = accounts_->EnsureAdmin("Boss@Example.com", "admin password 1", Soon());
+  auto made =
+      accounts_->EnsureAdmin("Boss@Example.com", "admin password 1", AdminPolicy::kCreateOnly,
+                             Soon());
   ASSERT_TRUE(made.ok());
-  EXPECT_TRUE(*made);
-  EXPECT_FALSE(*accounts_->EnsureAdmin("boss@example.com", "ignored password", Soon()));
+  EXPECT_EQ(*made, AdminOutcome::kCreated);
+  EXPECT_EQ(*accounts_->EnsureAdmin("boss@example.com", "ignored password",
+                                    AdminPolicy::kCreateOnly, Soon()),
+            AdminOutcome::kAlreadyAdmin);
   auto boss = CallerOf(SignIn("boss@example.com", "admin password 1"));
   EXPECT_TRUE(boss.admin);
   v1::UpdateUserRequest demote;
@@ -512,6 +523,283 @@ TEST_F(AccountsFlowTest, DeletionQueuesAPurgeThatIsRetriedUntilDataAnswers) {
   // Not due yet: a second pass does not call again.
   EXPECT_EQ(*dispatcher.DeliverDue(), 0);
   EXPECT_EQ(Count("SELECT max(attempts) FROM purge_outbox"), 1);
+}
+
+TEST_F(AccountsFlowTest, BootstrapNeverPromotesWhoeverRegisteredTheAdminEmail) {
+  // Someone registers the configured admin e-mail before the first start.
+  auto squatter = Make("root@example.com");
+  auto bootstrap = accounts_->EnsureAdmin("ROOT@example.com", "the real admin password",
+                                          AdminPolicy::kCreateOnly, Soon());
+  ASSERT_TRUE(bootstrap.ok()) << bootstrap.error().message;
+  EXPECT_EQ(*bootstrap, AdminOutcome::kExistsNotAdmin);
+  // Every restart runs the bootstrap again: still nothing.
+  EXPECT_EQ(*accounts_->EnsureAdmin("root@example.com", "the real admin password",
+                                    AdminPolicy::kCreateOnly, Soon()),
+            AdminOutcome::kExistsNotAdmin);
+  EXPECT_EQ(Count("SELECT count(*) FROM users WHERE role = 'ADMIN'"), 0);
+  EXPECT_FALSE(CallerOf(SignIn("root@example.com")).admin);
+  // Neither the bootstrap password nor a new account came from it.
+  EXPECT_EQ(accounts_->Login("root@example.com", "the real admin password", {}, Soon())
+                .error()
+                .code,
+            ErrorCode::kUnauthenticated);
+  EXPECT_EQ(Count("SELECT count(*) FROM users"), 1);
+
+  // The operator command promotes deliberately (the password is left alone).
+  auto promoted = accounts_->EnsureAdmin("root@example.com", "ignored password!",
+                                         AdminPolicy::kCreateOrPromote, Soon());
+  ASSERT_TRUE(promoted.ok());
+  EXPECT_EQ(*promoted, AdminOutcome::kPromoted);
+  EXPECT_TRUE(CallerOf(SignIn("root@example.com")).admin);
+  EXPECT_EQ(*accounts_->EnsureAdmin("root@example.com", "ignored password!",
+                                    AdminPolicy::kCreateOrPromote, Soon()),
+            AdminOutcome::kAlreadyAdmin);
+  EXPECT_EQ(Count("SELECT count(*) FROM users WHERE role = 'ADMIN' AND id = '" +
+                  squatter.id() + "'"),
+            1);
+}
+
+// Runs `n` concurrent wrong sign-ins for `email`: how many were checked
+// (kUnauthenticated: the hash ran) and how many throttled (Retry-After set).
+std::pair<int, int> ConcurrentGuesses(Accounts& accounts, const std::string& email, int n) {
+  std::atomic<int> checked{0}, throttled{0};
+  std::vector<std::thread> threads;
+  for (int i = 0; i < n; ++i) {
+    threads.emplace_back([&, i] {
+      std::int64_t retry = 0;
+      // Distinct addresses: only the per-account throttle is under test.
+      auto r = accounts.Login(email, "wrong guess number " + std::to_string(i),
+                              {"", "10.1.0." + std::to_string(i)}, Soon(), &retry);
+      if (!r.ok() && r.error().code == ErrorCode::kUnauthenticated) ++checked;
+      if (!r.ok() && r.error().code == ErrorCode::kResourceExhausted && retry > 0) ++throttled;
+    });
+  }
+  for (auto& t : threads) t.join();
+  return {checked.load(), throttled.load()};
+}
+
+TEST_F(AccountsFlowTest, ConcurrentGuessesNeverGetPastThePerAccountLimit) {
+  settings_.login_max_failures = 3;
+  Make("brute@example.com");
+  // Each attempt is reserved in the database before its hash runs, so however
+  // many arrive at once exactly max_failures are checked and the rest refused.
+  auto [checked, throttled] = ConcurrentGuesses(*accounts_, "brute@example.com", 40);
+  EXPECT_EQ(checked, 3);
+  EXPECT_EQ(throttled, 37);
+  std::int64_t retry = 0;
+  auto right = accounts_->Login("brute@example.com", "correct horse battery", {"", "10.2.0.1"},
+                                Soon(), &retry);
+  ASSERT_FALSE(right.ok());
+  EXPECT_EQ(right.error().code, ErrorCode::kResourceExhausted);
+  EXPECT_GT(retry, 250);
+
+  // An unknown e-mail behaves exactly the same.
+  auto [ghost_checked, ghost_throttled] =
+      ConcurrentGuesses(*accounts_, "ghost@example.com", 40);
+  EXPECT_EQ(ghost_checked, 3);
+  EXPECT_EQ(ghost_throttled, 37);
+  EXPECT_EQ(Count("SELECT count(*) FROM login_failures WHERE locked_until > now()"), 2);
+
+  // Once the lock has run out, the count starts afresh; a success clears it.
+  Exec("UPDATE login_failures SET locked_until = now() - interval '1 second'");
+  EXPECT_EQ(accounts_->Login("brute@example.com", "wrong wrong wrong", {"", "10.2.0.2"}, Soon())
+                .error()
+                .code,
+            ErrorCode::kUnauthenticated);
+  EXPECT_TRUE(
+      accounts_->Login("brute@example.com", "correct horse battery", {"", "10.2.0.3"}, Soon())
+          .ok());
+  EXPECT_EQ(Count("SELECT count(*) FROM login_failures WHERE email = 'brute@example.com'"), 0);
+}
+
+TEST_F(AccountsFlowTest, WrongCurrentPasswordsAreThrottledLikeSignIns) {
+  settings_.login_max_failures = 3;
+  Make("cp@example.com");
+  auto me = CallerOf(SignIn("cp@example.com"));
+  for (int i = 0; i < 3; ++i) {
+    auto wrong = accounts_->ChangePassword(me, "guess guess " + std::to_string(i),
+                                           "a brand new password", Soon());
+    ASSERT_FALSE(wrong.ok());
+    EXPECT_EQ(wrong.error().code, ErrorCode::kInvalidArgument);
+  }
+  // Locked: even the right current password is refused, and so is sign-in.
+  std::int64_t retry = 0;
+  auto locked = accounts_->ChangePassword(me, "correct horse battery", "a brand new password",
+                                          Soon(), &retry);
+  ASSERT_FALSE(locked.ok());
+  EXPECT_EQ(locked.error().code, ErrorCode::kResourceExhausted);
+  EXPECT_GT(retry, 250);
+  EXPECT_EQ(accounts_->Login("cp@example.com", "correct horse battery", {"", "10.3.0.1"}, Soon())
+                .error()
+                .code,
+            ErrorCode::kResourceExhausted);
+  // The password did not change.
+  Exec("UPDATE login_failures SET locked_until = now() - interval '1 second'");
+  EXPECT_TRUE(
+      accounts_->Login("cp@example.com", "correct horse battery", {"", "10.3.0.2"}, Soon()).ok());
+}
+
+TEST_F(AccountsFlowTest, ADemotedAdminCannotReadOtherUsersWithItsOldToken) {
+  ASSERT_TRUE(accounts_->EnsureAdmin("chief@example.com", "admin password 1",
+                                     AdminPolicy::kCreateOnly, Soon())
+                  .ok());
+  auto other = Make("other@example.com");
+  const auto chief = SignIn("chief@example.com", "admin password 1");
+
+  auth::Verifier verifier(keys_->keyset(), {.issuer = "portico", .audience = "portico-api"});
+  UserServiceImpl service(*accounts_, verifier);
+  int port = 0;
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+  builder.RegisterService(&service);
+  auto server = builder.BuildAndStart();
+  ASSERT_TRUE(server);
+  auto stub = v1::UserService::NewStub(grpc::CreateChannel(
+      "127.0.0.1:" + std::to_string(port), grpc::InsecureChannelCredentials()));
+  auto get = [&](const std::string& id) {
+    grpc::ClientContext ctx;
+    ctx.AddMetadata("authorization", "Bearer " + chief.access_token());
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    v1::GetUserRequest req;
+    req.set_id(id);
+    v1::User resp;
+    return stub->GetUser(&ctx, req, &resp).error_code();
+  };
+  EXPECT_EQ(get(other.id()), grpc::StatusCode::OK);
+  // Demoted (the token still says ADMIN): another account is "not found" at once.
+  Exec("UPDATE users SET role = 'USER' WHERE email = 'chief@example.com'");
+  EXPECT_EQ(get(other.id()), grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(get(CallerOf(chief).user_id), grpc::StatusCode::OK);  // its own still works
+  // Promoted again, or disabled: the account's state decides.
+  Exec("UPDATE users SET role = 'ADMIN' WHERE email = 'chief@example.com'");
+  EXPECT_EQ(get(other.id()), grpc::StatusCode::OK);
+  Exec("UPDATE users SET disabled = true WHERE email = 'chief@example.com'");
+  EXPECT_EQ(get(other.id()), grpc::StatusCode::NOT_FOUND);
+  server->Shutdown();
+}
+
+// A data service whose PurgeOwner calls can be held until released.
+class FakeDataAdmin final : public data::v1::DataAdmin::Service {
+ public:
+  grpc::Status PurgeOwner(grpc::ServerContext* ctx, const data::v1::PurgeOwnerRequest* req,
+                          google::protobuf::Empty*) override {
+    std::unique_lock lock(mu);
+    ++calls[req->owner_id()];
+    ++in_flight;
+    cv.notify_all();
+    // Held until released; cancellation is polled (nothing signals it).
+    while (hold && !ctx->IsCancelled()) cv.wait_for(lock, std::chrono::milliseconds(20));
+    --in_flight;
+    return ctx->IsCancelled() ? grpc::Status::CANCELLED : grpc::Status::OK;
+  }
+  void WaitForCalls(int n) {
+    std::unique_lock lock(mu);
+    cv.wait(lock, [&] { return in_flight >= n; });
+  }
+  void Release() {
+    std::lock_guard lock(mu);
+    hold = false;
+    cv.notify_all();
+  }
+  std::mutex mu;
+  std::condition_variable cv;
+  bool hold = true;                    // guarded by mu
+  int in_flight = 0;                   // guarded by mu
+  std::map<std::string, int> calls;    // guarded by mu
+};
+
+class PurgeTest : public AccountsFlowTest {
+ protected:
+  void SetUp() override {
+    AccountsFlowTest::SetUp();
+    grpc::ServerBuilder builder;
+    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port_);
+    builder.RegisterService(&data_);
+    server_ = builder.BuildAndStart();
+    ASSERT_TRUE(server_);
+  }
+  void TearDown() override {
+    data_.Release();
+    if (server_) server_->Shutdown();
+  }
+  std::unique_ptr<PurgeDispatcher> Dispatcher() {
+    return std::make_unique<PurgeDispatcher>(
+        *pool_, *keys_, settings_,
+        grpc::CreateChannel("127.0.0.1:" + std::to_string(port_),
+                            grpc::InsecureChannelCredentials()));
+  }
+  std::string DeleteOne(const std::string& email) {
+    auto u = Make(email);
+    EXPECT_TRUE(accounts_->DeleteUser(CallerOf(SignIn(email)), u.id(), Soon()).ok());
+    return u.id();
+  }
+  FakeDataAdmin data_;
+  int port_ = 0;
+  std::unique_ptr<grpc::Server> server_;
+};
+
+TEST_F(PurgeTest, TwoReplicasNeverDeliverTheSameRowAtOnce) {
+  const std::string owner = DeleteOne("gone1@example.com");
+  auto a = Dispatcher();
+  auto b = Dispatcher();
+  auto first = std::async(std::launch::async, [&] { return a->DeliverDue(); });
+  data_.WaitForCalls(1);  // replica A is delivering the row right now
+  auto second = b->DeliverDue();
+  ASSERT_TRUE(second.ok()) << second.error().message;
+  EXPECT_EQ(*second, 0);
+  data_.Release();
+  auto delivered = first.get();
+  ASSERT_TRUE(delivered.ok()) << delivered.error().message;
+  EXPECT_EQ(*delivered, 1);
+  {
+    std::lock_guard lock(data_.mu);
+    EXPECT_EQ(data_.calls[owner], 1);
+  }
+  EXPECT_EQ(Count("SELECT count(*) FROM purge_outbox"), 0);
+}
+
+TEST_F(PurgeTest, AStopRequestCancelsTheCallInFlightWithoutCountingAnAttempt) {
+  DeleteOne("gone2@example.com");
+  DeleteOne("gone3@example.com");
+  auto d = Dispatcher();
+  std::stop_source stop;
+  auto pass = std::async(std::launch::async, [&] { return d->DeliverDue(stop.get_token()); });
+  data_.WaitForCalls(1);
+  stop.request_stop();
+  // Returns although the data service never answers: the call was cancelled
+  // and the second row was not started.
+  auto delivered = pass.get();
+  ASSERT_TRUE(delivered.ok()) << delivered.error().message;
+  EXPECT_EQ(*delivered, 0);
+  {
+    std::lock_guard lock(data_.mu);
+    EXPECT_EQ(data_.calls.size(), 1u);
+  }
+  // Both rows are due now and neither counts an attempt.
+  EXPECT_EQ(Count("SELECT count(*) FROM purge_outbox WHERE attempts = 0 AND "
+                  "next_attempt_time <= now()"),
+            2);
+}
+
+TEST(SettingsTest, KeyRotationMustOutliveEveryTokenItsKeySigned) {
+  Settings s;  // defaults: 15 min access tokens, 5 min PAT exchange, 1 min check, 30 days
+  EXPECT_TRUE(CheckSettings(s).ok());
+  s.key_rotation = 2 * s.access_token_ttl + s.key_check_interval;
+  EXPECT_TRUE(CheckSettings(s).ok());
+  s.key_rotation -= std::chrono::seconds(1);
+  auto bad = CheckSettings(s);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.error().code, ErrorCode::kInvalidArgument);
+  EXPECT_NE(bad.error().message.find("PORTICO_JWT_KEY_ROTATION"), std::string::npos);
+  s.key_rotation = std::chrono::seconds(0);
+  EXPECT_FALSE(CheckSettings(s).ok());
+  // The PAT exchange lifetime counts too when it is the longest.
+  s.access_token_ttl = std::chrono::seconds(60);
+  s.key_rotation = 2 * std::chrono::seconds(60) + s.key_check_interval;
+  EXPECT_FALSE(CheckSettings(s).ok());  // PAT exchange tokens live 300 s
+  // A fixed key file never rotates.
+  s.key_file = "/some/key";
+  EXPECT_TRUE(CheckSettings(s).ok());
 }
 
 TEST_F(AccountsFlowTest, HousekeepingDeletesOnlyWhatExpired) {

@@ -43,6 +43,16 @@ std::string Md(grpc::ServerContext* ctx, const std::string& key) {
   return it == ctx->client_metadata().end() ? "" : std::string(it->second.data(), it->second.size());
 }
 
+// A token in the exact format the users service issues: "pat_" + 43 base64url characters.
+std::string Pat(const std::string& stem) {
+  std::string secret = stem;
+  secret.resize(43, 'A');
+  return "pat_" + secret;
+}
+const std::string kPatScoped = Pat("scoped");
+const std::string kPatNope = Pat("nope");
+const std::string kPatUnavailable = Pat("unavailable");
+
 grpc::Status WithDetails(grpc::StatusCode code, const std::string& msg,
                          const portico::api::v1::ErrorDetails& d) {
   return grpc::Status(code, msg, d.SerializeAsString());
@@ -126,7 +136,7 @@ class FakeAuth final : public uv1::AuthService::Service {
                           uv1::IntrospectResponse* out) override {
     std::lock_guard lock(mu);
     ++introspections;
-    if (req->token() == "pat_unavailable") {
+    if (req->token() == kPatUnavailable) {
       return grpc::Status(grpc::StatusCode::UNAVAILABLE, "users is down");
     }
     auto it = pats.find(req->token());
@@ -786,10 +796,10 @@ TEST_F(GatewayTest, PersonalAccessTokensAreExchangedCachedAndScoped) {
   const std::string exchanged = Token("USER", "", {"users:read"});
   {
     std::lock_guard lock(auth_.mu);
-    auth_.pats["pat_scoped"] = exchanged;
+    auth_.pats[kPatScoped] = exchanged;
     auth_.introspections = 0;
   }
-  auto me = Send(Req(http::verb::get, "/v1/users/me", "", "pat_scoped"));
+  auto me = Send(Req(http::verb::get, "/v1/users/me", "", kPatScoped));
   ASSERT_EQ(me.status, 200) << me.raw.body();
   {
     // The backend sees the exchanged access token, never the secret.
@@ -798,30 +808,76 @@ TEST_F(GatewayTest, PersonalAccessTokensAreExchangedCachedAndScoped) {
   }
   // A scope the token lacks: 403, decided from the cached answer.
   auto create = Send(Req(http::verb::post, "/v1/collections/notes/items", R"({"data":{}})",
-                         "pat_scoped"));
+                         kPatScoped));
   ExpectProblem(create, 403, "PERMISSION_DENIED");
-  ASSERT_EQ(Send(Req(http::verb::get, "/v1/users/me", "", "pat_scoped")).status, 200);
+  ASSERT_EQ(Send(Req(http::verb::get, "/v1/users/me", "", kPatScoped)).status, 200);
   {
     std::lock_guard lock(auth_.mu);
     EXPECT_EQ(auth_.introspections, 1);  // cached
   }
   // Unknown tokens are cached as inactive too.
-  ExpectProblem(Send(Req(http::verb::get, "/v1/users/me", "", "pat_nope")), 401,
+  ExpectProblem(Send(Req(http::verb::get, "/v1/users/me", "", kPatNope)), 401,
                 "UNAUTHENTICATED");
-  ExpectProblem(Send(Req(http::verb::get, "/v1/users/me", "", "pat_nope")), 401,
+  ExpectProblem(Send(Req(http::verb::get, "/v1/users/me", "", kPatNope)), 401,
                 "UNAUTHENTICATED");
   {
     std::lock_guard lock(auth_.mu);
     EXPECT_EQ(auth_.introspections, 2);
   }
   // When the users service cannot answer, the request is 503 (and nothing is cached).
-  auto down = Send(Req(http::verb::get, "/v1/users/me", "", "pat_unavailable"));
+  auto down = Send(Req(http::verb::get, "/v1/users/me", "", kPatUnavailable));
   ExpectProblem(down, 503, "UNAVAILABLE");
   EXPECT_EQ(down.Header("Retry-After"), "1");
-  ExpectProblem(Send(Req(http::verb::get, "/v1/users/me", "", "pat_unavailable")), 503,
+  ExpectProblem(Send(Req(http::verb::get, "/v1/users/me", "", kPatUnavailable)), 503,
                 "UNAVAILABLE");
   std::lock_guard lock(auth_.mu);
   EXPECT_EQ(auth_.introspections, 4);
+}
+
+TEST_F(GatewayTest, MalformedPersonalAccessTokensAreRefusedWithoutIntrospection) {
+  {
+    std::lock_guard lock(auth_.mu);
+    auth_.introspections = 0;
+  }
+  const std::string well_formed = Pat("x");
+  for (const std::string& bad :
+       {std::string("pat_"), std::string("pat_abcdef"), well_formed.substr(0, 46),
+        well_formed + "A", well_formed.substr(0, 46) + "=", well_formed.substr(0, 46) + "+",
+        well_formed.substr(0, 46) + "."}) {
+    auto r = Send(Req(http::verb::get, "/v1/users/me", "", bad));
+    ExpectProblem(r, 401, "UNAUTHENTICATED");
+    EXPECT_EQ(r.Header("WWW-Authenticate"), "Bearer error=\"invalid_token\"") << bad;
+  }
+  {
+    std::lock_guard lock(auth_.mu);
+    EXPECT_EQ(auth_.introspections, 0);
+  }
+  // The exact format reaches the users service (and is unknown there).
+  ExpectProblem(Send(Req(http::verb::get, "/v1/users/me", "", well_formed)), 401,
+                "UNAUTHENTICATED");
+  std::lock_guard lock(auth_.mu);
+  EXPECT_EQ(auth_.introspections, 1);
+}
+
+TEST_F(GatewayTest, AFloodOfUnknownPersonalAccessTokensDoesNotEvictValidOnes) {
+  const std::string valid = Pat("valid");
+  {
+    std::lock_guard lock(auth_.mu);
+    auth_.pats[valid] = Token("USER", "", {"users:read"});
+    auth_.introspections = 0;
+  }
+  Connection c(gateway_->port());
+  ASSERT_EQ(c.Send(Req(http::verb::get, "/v1/users/me", "", valid)).status, 200);
+  // More unknown tokens than the cache holds (10,000): the negative entries
+  // make way for each other, never for the valid token's entry.
+  constexpr int kFlood = 10050;
+  for (int i = 0; i < kFlood; ++i) {
+    auto r = c.Send(Req(http::verb::get, "/v1/users/me", "", Pat("flood" + std::to_string(i))));
+    ASSERT_EQ(r.status, 401) << i;
+  }
+  ASSERT_EQ(c.Send(Req(http::verb::get, "/v1/users/me", "", valid)).status, 200);
+  std::lock_guard lock(auth_.mu);
+  EXPECT_EQ(auth_.introspections, 1 + kFlood);  // the valid token was still cached
 }
 
 }  // namespace portico::gateway
