@@ -3,10 +3,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include <algorithm>
-#include <condition_variable>
-#include <mutex>
 #include <span>
-#include <stop_token>
 #include <thread>
 
 #include "grpc_services.h"
@@ -18,6 +15,7 @@
 #include "portico/rpc/key_fetcher.h"
 #include "portico/rpc/server.h"
 #include "portico/runtime/runtime.h"
+#include "pruner.h"
 #include "settings.h"
 
 namespace portico::data {
@@ -40,6 +38,16 @@ int Main(int argc, char** argv) {
                           keys.RefreshCallback(/*wait=*/true));
   std::jthread key_loader = keys.LoadInBackground();
 
+  if (settings.page_token_key == kDefaultPageTokenKey) {
+    // The key is public, so page tokens can be forged. The damage is
+    // limited: the owner always comes from the access token and a cursor's
+    // values reach SQL only as parameters, so a forged token can only move
+    // the caller within their own items (or make the request fail).
+    log::Warn(
+        "PORTICO_PAGE_TOKEN_KEY is the public default: set PORTICO_PAGE_TOKEN_KEY to a "
+        "random secret shared by all replicas");
+  }
+
   Items items(pool, {.max_data_bytes = settings.max_item_bytes,
                      .change_retention = settings.change_retention,
                      .idempotency_ttl = settings.idempotency_ttl,
@@ -52,24 +60,7 @@ int Main(int argc, char** argv) {
   const auto prune_interval = std::max<std::chrono::milliseconds>(settings.prune_interval,
                                                                    std::chrono::seconds(1));
   std::jthread pruner([&items, interval = prune_interval](std::stop_token stop) {
-    std::mutex mu;  // guards nothing; condition_variable_any needs one to wait on
-    std::condition_variable_any wake;
-    while (!stop.stop_requested()) {
-      for (int batch = 0; batch < 100; ++batch) {
-        auto report = items.Prune(DeadlineIn(std::chrono::seconds(30)));
-        if (!report.ok()) {
-          log::Warn("pruning the change feed failed", {{"error", report.error().message}});
-          break;
-        }
-        if (report->tombstones > 0 || report->idempotency_keys > 0) {
-          log::Info("pruned", {{"tombstones", report->tombstones},
-                               {"idempotency_keys", report->idempotency_keys}});
-        }
-        if (report->tombstones < 10000 && report->idempotency_keys < 10000) break;
-      }
-      std::unique_lock lock(mu);
-      wake.wait_for(lock, stop, interval, [] { return false; });
-    }
+    RunPruner([&items](Deadline deadline) { return items.Prune(deadline); }, interval, stop);
   });
 
   rpc::Server server({.address = settings.grpc_addr.ToString(),

@@ -26,6 +26,41 @@ struct Token {
 bool IsIdentStart(char c) { return std::isalpha(static_cast<unsigned char>(c)) || c == '_'; }
 bool IsIdentChar(char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_'; }
 bool IsDigit(char c) { return c >= '0' && c <= '9'; }
+bool IsOpChar(char c) { return c == '=' || c == '<' || c == '>' || c == '!'; }
+
+// An RFC 3339 time in the UTC form PostgreSQL's timestamptz reads, or
+// nothing. TimeUtil::FromString accepts offsets that carry a time just
+// outside 0001-01-01..9999-12-31 UTC (e.g. 0001-01-01T00:00:00+01:00) and
+// then fails a fatal check (an exception, or an abort). So the offset is
+// split off and applied here, with the range checked first: FromString only
+// ever sees a "Z" time, whose range is that of its four-digit year.
+std::optional<std::string> NormalizeTime(const std::string& text) {
+  using google::protobuf::util::TimeUtil;
+  std::string utc = text;
+  std::int64_t offset = 0;  // seconds east of UTC
+  const std::size_t n = text.size();
+  if (n > 6 && (text[n - 6] == '+' || text[n - 6] == '-') && text[n - 3] == ':') {
+    const char* hm = text.data() + n - 5;  // "HH:MM"
+    if (!IsDigit(hm[0]) || !IsDigit(hm[1]) || !IsDigit(hm[3]) || !IsDigit(hm[4])) {
+      return std::nullopt;
+    }
+    const int hours = (hm[0] - '0') * 10 + (hm[1] - '0');
+    const int minutes = (hm[3] - '0') * 10 + (hm[4] - '0');
+    if (hours > 23 || minutes > 59) return std::nullopt;
+    offset = (hours * 60 + minutes) * 60 * (text[n - 6] == '+' ? 1 : -1);
+    utc = text.substr(0, n - 6) + "Z";
+  } else if (n == 0 || text.back() != 'Z') {
+    return std::nullopt;
+  }
+  google::protobuf::Timestamp ts;
+  if (!TimeUtil::FromString(utc, &ts)) return std::nullopt;
+  const std::int64_t seconds = ts.seconds() - offset;
+  if (seconds < TimeUtil::kTimestampMinSeconds || seconds > TimeUtil::kTimestampMaxSeconds) {
+    return std::nullopt;
+  }
+  ts.set_seconds(seconds);
+  return TimeUtil::ToString(ts);
+}
 
 void AppendUtf8(std::string* out, std::uint32_t cp) {
   if (cp < 0x80) {
@@ -135,10 +170,18 @@ class Parser {
       pos_ = i + 1;
       return {};
     }
-    if (c == '=' || c == '<' || c == '>' || c == '!') {
-      std::size_t n = (i + 1 < text_.size() && text_[i + 1] == '=') ? 2 : 1;
+    if (IsOpChar(c)) {
+      // The whole run of operator characters is one token, and only the six
+      // spellings of the grammar are operators: the compiled SQL uses the
+      // spelling as is (but for != -> <>), so anything else (==, =>, <>,
+      // ===, !) would reach PostgreSQL as an operator it does not have.
+      std::size_t n = 1;
+      while (i + n < text_.size() && IsOpChar(text_[i + n])) ++n;
       tok_.text = std::string(text_.substr(i, n));
-      if (tok_.text == "!") return Fail(i, "'!' must be followed by '='");
+      if (tok_.text != "=" && tok_.text != "!=" && tok_.text != "<" && tok_.text != "<=" &&
+          tok_.text != ">" && tok_.text != ">=") {
+        return Fail(i, "unknown operator '" + tok_.text + "'; use =, !=, <, <=, > or >=");
+      }
       tok_.kind = Tok::kOp;
       pos_ = i + n;
       return {};
@@ -241,10 +284,9 @@ class Parser {
       tok_.text = word;
       return {};
     }
-    google::protobuf::Timestamp ts;
-    if (google::protobuf::util::TimeUtil::FromString(word, &ts)) {
+    if (auto time = NormalizeTime(word)) {
       tok_.kind = Tok::kTime;
-      tok_.text = google::protobuf::util::TimeUtil::ToString(ts);
+      tok_.text = std::move(*time);
       return {};
     }
     return Fail(start, "invalid number or time");
@@ -406,11 +448,9 @@ class Parser {
       const char* column = f.kind == Field::kCreateTime ? "create_time" : "update_time";
       std::string time = lit.text;
       if (lit.kind == Tok::kString) {
-        google::protobuf::Timestamp ts;
-        if (!google::protobuf::util::TimeUtil::FromString(lit.text, &ts)) {
-          return Fail(lit.pos, "expected an RFC 3339 time");
-        }
-        time = google::protobuf::util::TimeUtil::ToString(ts);
+        auto normalized = NormalizeTime(lit.text);
+        if (!normalized) return Fail(lit.pos, "expected an RFC 3339 time");
+        time = std::move(*normalized);
       } else if (lit.kind != Tok::kTime) {
         return Fail(lit.pos, "expected an RFC 3339 time");
       }

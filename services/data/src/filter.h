@@ -12,7 +12,9 @@
 //   field   := "createTime" | "updateTime" | "data" ("." name)+     name := [A-Za-z_][A-Za-z0-9_]*
 //   literal := JSON string | JSON number | true | false | null | RFC 3339 time (bare or quoted)
 //
-// Keywords are case-insensitive. Comparisons are two-valued: a comparison on
+// Any other operator spelling (==, <>, =>, ...) is an error at its position,
+// as is a time outside 0001-01-01..9999-12-31 UTC: whatever compiles is SQL
+// PostgreSQL accepts. Keywords are case-insensitive. Comparisons are two-valued: a comparison on
 // a missing field is false, so `!=` and NOT match items without the field.
 // `=` on data compiles to containment (`data @> $n::jsonb`), which is exact
 // equality for a scalar below an object key, so the GIN index on data serves

@@ -68,6 +68,22 @@ std::string WithSeqParam(std::string_view sql, int n) {
   return out;
 }
 
+// Takes the owner's sequence row (see the top of this file) and returns the
+// write's seq; kUnauthenticated if the owner was purged (their account is
+// gone, though their access token may still be valid). The purge check is a
+// statement of its own, after the row lock: in READ COMMITTED it then reads
+// a snapshot taken after any purge that held the row has committed (a CTE of
+// the locking statement would use that statement's older snapshot). A purge
+// that gets the row after us waits for us and then deletes what we wrote.
+Result<std::int64_t> NextSeq(pg::Transaction& tx, std::string_view owner) {
+  auto seq = tx.Exec(kNextSeq, {owner});
+  if (!seq.ok()) return std::move(seq).error();
+  auto purged = tx.Exec("SELECT 1 FROM purged_owners WHERE owner_id = $1", {owner});
+  if (!purged.ok()) return std::move(purged).error();
+  if (!purged->empty()) return Error::Unauthenticated("the account no longer exists");
+  return seq->front().GetInt64(0);
+}
+
 // Nesting depth of a JSON value: a scalar is 0, `{}` or `[]` is 1.
 int Depth(const Value& v, int limit);
 int Depth(const Struct& s, int limit) {
@@ -328,14 +344,14 @@ Result<CreateResult> Items::Create(std::string_view owner, std::string_view coll
         return replay;
       }
     }
-    auto seq = tx.Exec(kNextSeq, {owner});
+    auto seq = NextSeq(tx, owner);
     if (!seq.ok()) return std::move(seq).error();
     auto rows = tx.Exec(
         "WITH item AS (INSERT INTO items (owner_id, collection, id, data, create_time, "
         "update_time) VALUES ($1, $2, $3, $4::jsonb, clock_timestamp(), clock_timestamp()) "
         "RETURNING *), change AS (" + WithSeqParam(kUpsertChange, 5) + ") SELECT " +
             std::string(kItemColumns) + " FROM item",
-        {owner, collection, NewUuidV7(), json, seq->front().GetInt64(0)});
+        {owner, collection, NewUuidV7(), json, *seq});
     if (!rows.ok()) return std::move(rows).error();
     auto item = ItemFromRow(rows->front());
     if (!item.ok()) return std::move(item).error();
@@ -377,7 +393,7 @@ Result<v1::Item> Items::Write(std::string_view owner, std::string_view collectio
   if (auto st = ValidateCollection(collection); !st.ok()) return std::move(st).error();
   if (!IsUuid(id)) return Error::NotFound("no such item");
   return pool_.InTransaction(deadline, [&](pg::Transaction& tx) -> Result<v1::Item> {
-    auto seq = tx.Exec(kNextSeq, {owner});
+    auto seq = NextSeq(tx, owner);
     if (!seq.ok()) return std::move(seq).error();
     // Redundant while every writer takes the owner's row first, but it keeps
     // this read-check-write correct on its own.
@@ -404,7 +420,7 @@ Result<v1::Item> Items::Write(std::string_view owner, std::string_view collectio
         "WHERE owner_id = $1 AND collection = $2 AND id = $3 RETURNING *), change AS (" +
             WithSeqParam(kUpsertChange, 5) + ") SELECT " + std::string(kItemColumns) +
             " FROM item",
-        {owner, collection, id, json, seq->front().GetInt64(0)});
+        {owner, collection, id, json, *seq});
     if (!rows.ok()) return std::move(rows).error();
     return ItemFromRow(rows->front());
   });
@@ -432,7 +448,7 @@ Status Items::Delete(std::string_view owner, std::string_view collection, std::s
   if (auto st = ValidateCollection(collection); !st.ok()) return std::move(st).error();
   if (!IsUuid(id)) return Error::NotFound("no such item");
   return pool_.InTransaction(deadline, [&](pg::Transaction& tx) -> Status {
-    auto seq = tx.Exec(kNextSeq, {owner});
+    auto seq = NextSeq(tx, owner);
     if (!seq.ok()) return std::move(seq).error();
     auto current = tx.Exec("SELECT version FROM items"
                            " WHERE owner_id = $1 AND collection = $2 AND id = $3 FOR UPDATE",
@@ -448,7 +464,7 @@ Status Items::Delete(std::string_view owner, std::string_view collection, std::s
         "create_time, greatest(clock_timestamp(), update_time) FROM gone "
         "ON CONFLICT (item_id) DO UPDATE SET seq = excluded.seq, deleted = true, "
         "version = excluded.version, update_time = excluded.update_time",
-        {owner, collection, id, seq->front().GetInt64(0)});
+        {owner, collection, id, *seq});
     if (!rows.ok()) return std::move(rows).error();
     return {};
   });
@@ -500,7 +516,13 @@ Result<v1::ListItemsResponse> Items::List(std::string_view owner, std::string_vi
         std::int64_t us = 0;
         auto [end, ec] =
             std::from_chars(after->key.data(), after->key.data() + after->key.size(), us);
-        if (ec != std::errc() || end != after->key.data() + after->key.size()) {
+        // A token is only as secret as its key (a public default makes it
+        // forgeable), so its values are checked like input: a time outside
+        // 0001..9999 would overflow PostgreSQL's interval arithmetic below.
+        constexpr std::int64_t kMinUs = TimeUtil::kTimestampMinSeconds * 1000000;
+        constexpr std::int64_t kMaxUs = TimeUtil::kTimestampMaxSeconds * 1000000 + 999999;
+        if (ec != std::errc() || end != after->key.data() + after->key.size() || us < kMinUs ||
+            us > kMaxUs) {
           return Error::InvalidArgument("invalid page token", {{"pageToken", "is malformed"}});
         }
         // Exact: timestamptz is an integer count of microseconds.
@@ -513,7 +535,15 @@ Result<v1::ListItemsResponse> Items::List(std::string_view owner, std::string_vi
       // is total and the cursor comparison below never meets SQL NULL.
       key_sql = "COALESCE(data #> " + add(PgTextArray(order->path)) + "::text[], 'null'::jsonb)";
       key_select = "sort_key";
-      if (after) cursor_key = add(after->key) + "::jsonb";
+      if (after) {
+        // Checked like input, as the time above: text that is not JSON
+        // would fail the ::jsonb cast in PostgreSQL.
+        Value parsed;
+        if (!google::protobuf::util::JsonStringToMessage(after->key, &parsed).ok()) {
+          return Error::InvalidArgument("invalid page token", {{"pageToken", "is malformed"}});
+        }
+        cursor_key = add(after->key) + "::jsonb";
+      }
       break;
     }
   }
@@ -635,10 +665,17 @@ Status Items::PurgeOwner(std::string_view owner, Deadline deadline) {
     return Error::InvalidArgument("invalid owner id", {{"ownerId", "must be a UUID"}});
   }
   return pool_.InTransaction(deadline, [&](pg::Transaction& tx) -> Status {
-    // Takes the owner's sequence lock first, like every write, so a write
-    // in flight either finishes before the purge or runs after it.
+    // Takes the owner's sequence row first, like every write, creating it if
+    // the owner never wrote (a plain SELECT ... FOR UPDATE would lock nothing
+    // then, and a first write in flight could commit its items after this
+    // purge). So a write in flight either finishes before the purge, which
+    // then deletes what it wrote, or runs after it and finds the owner in
+    // purged_owners (NextSeq) without writing anything.
     for (const char* sql :
-         {"SELECT 1 FROM owner_seqs WHERE owner_id = $1 FOR UPDATE",
+         {"INSERT INTO owner_seqs (owner_id, last_seq) VALUES ($1, 0) "
+          "ON CONFLICT (owner_id) DO UPDATE SET last_seq = owner_seqs.last_seq",
+          "INSERT INTO purged_owners (owner_id, purge_time) VALUES ($1, now()) "
+          "ON CONFLICT (owner_id) DO NOTHING",
           "DELETE FROM items WHERE owner_id = $1", "DELETE FROM changes WHERE owner_id = $1",
           "DELETE FROM idempotency_keys WHERE owner_id = $1",
           "DELETE FROM owner_seqs WHERE owner_id = $1"}) {
@@ -655,19 +692,41 @@ Result<PruneReport> Items::Prune(Deadline deadline) {
     auto locked = tx.Exec("SELECT pg_try_advisory_xact_lock(hashtextextended('portico_data_prune', 0))");
     if (!locked.ok()) return std::move(locked).error();
     if (!locked->front().GetBool(0)) return report;  // another replica is at it
+    // Lock order: every writer and PurgeOwner take an owner's owner_seqs
+    // row before touching that owner's changes; taking the changes rows
+    // first here (and owner_seqs only to raise pruned_seq) could deadlock
+    // with them (40P01). So the owners of the batch are locked first, in
+    // owner_id order (a writer holds one owner row at a time, so no order
+    // among owners can cycle with it; other Prunes are excluded by the
+    // advisory lock above), and only their tombstones are deleted.
+    const std::string cutoff = Seconds(limits_.change_retention);
+    const std::string limit = " LIMIT " + std::to_string(kPruneBatchSize);
+    auto owners = tx.Exec(
+        "SELECT owner_id::text FROM owner_seqs WHERE owner_id IN (SELECT owner_id FROM changes "
+        "WHERE deleted AND update_time < clock_timestamp() - $1::interval" + limit + ") "
+        "ORDER BY owner_id FOR UPDATE",
+        {cutoff});
+    if (!owners.ok()) return std::move(owners).error();
+    std::string owner_ids = "{";
+    for (pg::Row row : *owners) {
+      if (owner_ids.size() > 1) owner_ids += ',';
+      owner_ids += row.GetString(0);
+    }
+    owner_ids += '}';
     auto tombstones = tx.Exec(
         "WITH gone AS (DELETE FROM changes WHERE item_id IN (SELECT item_id FROM changes "
-        "WHERE deleted AND update_time < clock_timestamp() - $1::interval LIMIT 10000) "
+        "WHERE deleted AND update_time < clock_timestamp() - $1::interval "
+        "AND owner_id = ANY($2::uuid[])" + limit + ") "
         "RETURNING owner_id, seq), marks AS (SELECT owner_id, max(seq) AS seq FROM gone "
         "GROUP BY owner_id), raised AS (UPDATE owner_seqs o SET pruned_seq = "
         "greatest(o.pruned_seq, m.seq) FROM marks m WHERE o.owner_id = m.owner_id RETURNING 1) "
         "SELECT (SELECT count(*) FROM gone) AS n",
-        {Seconds(limits_.change_retention)});
+        {cutoff, owner_ids});
     if (!tombstones.ok()) return std::move(tombstones).error();
     report.tombstones = tombstones->front().GetInt64("n");
     auto keys = tx.Exec(
         "DELETE FROM idempotency_keys WHERE (owner_id, key) IN (SELECT owner_id, key FROM "
-        "idempotency_keys WHERE expire_time < now() LIMIT 10000)");
+        "idempotency_keys WHERE expire_time < now()" + limit + ")");
     if (!keys.ok()) return std::move(keys).error();
     report.idempotency_keys = keys->affected();
     return report;

@@ -73,6 +73,9 @@ struct ListQuery {
   std::string filter;
 };
 
+/// Most tombstones, and most idempotency keys, one Prune call removes.
+inline constexpr std::int64_t kPruneBatchSize = 10000;
+
 /// What Prune removed.
 struct PruneReport {
   std::int64_t tombstones = 0;
@@ -86,7 +89,10 @@ struct PruneReport {
 /// Every write (create, replace, update, delete) runs in one transaction
 /// that also records the item's change in the feed, and bumps the version.
 /// Writes of one owner are serialized (a per-owner sequence row), which is
-/// what keeps the feed's order equal to commit order.
+/// what keeps the feed's order equal to commit order. Every write of an
+/// owner that PurgeOwner removed fails with kUnauthenticated ("the account
+/// no longer exists") and stores nothing, even one that was already waiting
+/// when the purge ran; reads of such an owner find nothing.
 class Items {
  public:
   Items(pg::Pool& pool, ItemLimits limits);
@@ -159,13 +165,15 @@ class Items {
                                               std::int64_t since, int page_size,
                                               Deadline deadline);
 
-  /// Deletes every item, change and idempotency record of `owner`.
+  /// Deletes every item, change and idempotency record of `owner` and
+  /// records the owner as purged, so no later write can bring data back.
   /// Idempotent. kInvalidArgument naming "ownerId" if it is not a UUID.
   Status PurgeOwner(std::string_view owner, Deadline deadline);
 
   /// Housekeeping, safe to call from many replicas (one at a time does the
-  /// work): removes tombstones older than change_retention and expired
-  /// idempotency keys, in bounded batches.
+  /// work): removes up to kPruneBatchSize tombstones older than
+  /// change_retention and up to kPruneBatchSize expired idempotency keys.
+  /// Takes the owners' sequence rows before their changes, as writes do.
   Result<PruneReport> Prune(Deadline deadline);
 
  private:

@@ -24,7 +24,7 @@ const std::vector<config::Var>& Vars() {
                  .default_value = "10m",
                  .help = "how often expired tombstones and idempotency keys are deleted (at least 1s)"});
     v.push_back({.name = "PORTICO_PAGE_TOKEN_KEY",
-                 .default_value = "portico-local-page-token-key",
+                 .default_value = kDefaultPageTokenKey,
                  .help = "HMAC key of list page tokens; set the same random value on every "
                          "replica in production",
                  .secret = true});

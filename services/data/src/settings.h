@@ -11,6 +11,10 @@
 
 namespace portico::data {
 
+/// PORTICO_PAGE_TOKEN_KEY's default. It is public, so with it anyone can
+/// forge page tokens (see Main's warning).
+inline constexpr const char* kDefaultPageTokenKey = "portico-local-page-token-key";
+
 struct Settings {
   config::Address grpc_addr;
   std::string users_target;

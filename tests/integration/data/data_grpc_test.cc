@@ -125,6 +125,56 @@ TEST_F(DataGrpcTest, PurgeOwnerAcceptsOnlyServiceTokens) {
             grpc::StatusCode::PERMISSION_DENIED);
 }
 
+// After the purge the deleted user's access token is still valid for a
+// while: writes with it are UNAUTHENTICATED (401 at the gateway) and store
+// nothing; reads find nothing.
+TEST_F(DataGrpcTest, APurgedUsersStillValidTokenCannotWrite) {
+  const std::string token = Token(alice_, "USER");
+  {
+    grpc::ClientContext ctx;
+    As(&ctx, "portico-users", "SERVICE");
+    v1::PurgeOwnerRequest req;
+    req.set_owner_id(alice_);
+    google::protobuf::Empty resp;
+    ASSERT_TRUE(admin_stub_->PurgeOwner(&ctx, req, &resp).ok());
+  }
+  {
+    grpc::ClientContext ctx;
+    ctx.AddMetadata("authorization", "Bearer " + token);
+    v1::CreateItemRequest create;
+    create.set_collection("notes");
+    (*create.mutable_data()->mutable_fields())["a"].set_number_value(1);
+    v1::Item item;
+    auto st = data_stub_->CreateItem(&ctx, create, &item);
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::UNAUTHENTICATED) << st.error_message();
+    EXPECT_EQ(st.error_message(), "the account no longer exists");
+  }
+  {
+    grpc::ClientContext ctx;
+    ctx.AddMetadata("authorization", "Bearer " + token);
+    v1::ListCollectionsResponse collections;
+    ASSERT_TRUE(data_stub_->ListCollections(&ctx, {}, &collections).ok());
+    EXPECT_EQ(collections.collections_size(), 0);
+  }
+}
+
+// An operator PostgreSQL does not have is a 400 naming the position, not a
+// 500 from the database.
+TEST_F(DataGrpcTest, UnknownFilterOperatorIsInvalidArgument) {
+  for (const char* filter : {"data.a == 1", "data.a <> 1", "createTime == 2024-01-01T00:00:00Z",
+                             "createTime > 0001-01-01T00:00:00+01:00"}) {
+    grpc::ClientContext ctx;
+    As(&ctx, alice_, "USER");
+    v1::ListItemsRequest req;
+    req.set_collection("notes");
+    req.set_filter(filter);
+    v1::ListItemsResponse resp;
+    auto st = data_stub_->ListItems(&ctx, req, &resp);
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << filter;
+    EXPECT_NE(st.error_message().find("position"), std::string::npos) << st.error_message();
+  }
+}
+
 TEST_F(DataGrpcTest, ErrorReasonsAndHeaders) {
   v1::CreateItemRequest create;
   create.set_collection("notes");

@@ -3,20 +3,26 @@
 #include <google/protobuf/util/message_differencer.h>
 #include <google/protobuf/util/time_util.h>
 #include <gtest/gtest.h>
+#include <sodium.h>
 
 #include <atomic>
+#include <functional>
 #include <map>
 #include <random>
 #include <set>
 #include <span>
+#include <stdexcept>
+#include <stop_token>
 #include <thread>
 
 #include "filter.h"
 #include "items.h"
+#include "portico/auth/jwt.h"
 #include "portico/core/uuid.h"
 #include "portico/pg/migrate.h"
 #include "portico/pg/pool.h"
 #include "portico/testing/pg_cluster.h"
+#include "pruner.h"
 
 namespace portico::data {
 std::span<const pg::Migration> Migrations();
@@ -51,6 +57,16 @@ class ItemsTest : public ::testing::Test {
     ASSERT_TRUE(pg::Migrate(*pool_, Migrations(), "portico_data", Soon()).ok());
     items_ = std::make_unique<Items>(*pool_, ItemLimits{.max_data_bytes = 1024, .max_depth = 8});
   }
+
+ public:
+  // Backends of this test's database waiting on a lock.
+  std::int64_t LockWaiters() {
+    return Count(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+        "AND wait_event_type = 'Lock'");
+  }
+
+ protected:
   std::int64_t Count(const std::string& sql) {
     auto lease = pool_->Acquire(Soon());
     auto rows = lease->Exec(sql);
@@ -560,6 +576,147 @@ TEST_F(ItemsTest, PurgeOwnerRemovesEverythingOfThatOwnerOnly) {
   EXPECT_EQ(items_->PurgeOwner("nope", Soon()).error().fields.at(0).field, "ownerId");
 }
 
+// Waits (by observation, bounded) until `n` backends of this database wait
+// on a lock, or `stop()` says the waiter is already past the point.
+void WaitForLockWaiters(ItemsTest* test, int n, const std::function<bool()>& stop);
+
+TEST_F(ItemsTest, APurgedOwnerCanNeverWriteAgain) {
+  auto a = MustCreate("notes", R"({"a":1})");
+  ASSERT_TRUE(items_->PurgeOwner(alice_, Soon()).ok());
+  // A later write with the deleted user's (still valid) access token.
+  auto created = items_->Create(alice_, "notes", Data(R"({"b":2})"), Soon());
+  ASSERT_FALSE(created.ok());
+  EXPECT_EQ(created.error().code, ErrorCode::kUnauthenticated);
+  EXPECT_EQ(created.error().message, "the account no longer exists");
+  auto keyed = items_->Create(alice_, "notes", Data(R"({"b":2})"), "key-1", Soon());
+  ASSERT_FALSE(keyed.ok());
+  EXPECT_EQ(keyed.error().code, ErrorCode::kUnauthenticated);
+  EXPECT_EQ(items_->Replace(alice_, "notes", a.id(), Data("{}"), {}, Soon()).error().code,
+            ErrorCode::kUnauthenticated);
+  EXPECT_EQ(items_->Update(alice_, "notes", a.id(), Data("{}"), {}, Soon()).error().code,
+            ErrorCode::kUnauthenticated);
+  EXPECT_EQ(items_->Delete(alice_, "notes", a.id(), {}, Soon()).error().code,
+            ErrorCode::kUnauthenticated);
+  for (const char* table : {"items", "changes", "idempotency_keys", "owner_seqs"}) {
+    EXPECT_EQ(
+        Count(std::string("SELECT count(*) FROM ") + table + " WHERE owner_id = '" + alice_ + "'"),
+        0)
+        << table;
+  }
+  // Reads simply find nothing; a second purge is still fine.
+  EXPECT_EQ(items_->List(alice_, "notes", 0, "", Soon())->items_size(), 0);
+  EXPECT_EQ(items_->Get(alice_, "notes", a.id(), Soon()).error().code, ErrorCode::kNotFound);
+  ASSERT_TRUE(items_->PurgeOwner(alice_, Soon()).ok());
+  EXPECT_EQ(Count("SELECT count(*) FROM purged_owners WHERE owner_id = '" + alice_ + "'"), 1);
+  // Bob is untouched.
+  MustCreate("notes", "{}", bob_);
+}
+
+// A write already waiting on the owner's lock when the purge takes it must
+// not bring the owner back once the purge commits. A held row lock queues
+// the purge first and the write second (PostgreSQL grants row-lock waiters
+// in arrival order), so the interleaving is fixed, not timed.
+TEST_F(ItemsTest, AWriteQueuedBehindAPurgeIsRefused) {
+  MustCreate("notes", R"({"a":1})");
+  auto holder_lease = pool_->Acquire(Soon());
+  ASSERT_TRUE(holder_lease.ok());
+  auto holder = holder_lease->Begin();
+  ASSERT_TRUE(holder.ok());
+  ASSERT_TRUE(
+      holder->Exec("SELECT 1 FROM owner_seqs WHERE owner_id = $1 FOR UPDATE", {alice_}).ok());
+  std::atomic<bool> purged{false}, written{false};
+  Status purge_status;
+  Result<v1::Item> write_result = Error::Internal("not run");
+  std::thread purge([&] {
+    purge_status = items_->PurgeOwner(alice_, Soon());
+    purged = true;
+  });
+  WaitForLockWaiters(this, 1, [&] { return purged.load(); });
+  std::thread write([&] {
+    write_result = items_->Create(alice_, "notes", Data(R"({"late":true})"), Soon());
+    written = true;
+  });
+  WaitForLockWaiters(this, 2, [&] { return written.load(); });
+  ASSERT_TRUE(holder->Commit().ok());
+  purge.join();
+  write.join();
+  ASSERT_TRUE(purge_status.ok()) << purge_status.error().message;
+  ASSERT_FALSE(write_result.ok());
+  EXPECT_EQ(write_result.error().code, ErrorCode::kUnauthenticated);
+  EXPECT_EQ(Count("SELECT count(*) FROM items WHERE owner_id = '" + alice_ + "'"), 0);
+  EXPECT_EQ(Count("SELECT count(*) FROM owner_seqs WHERE owner_id = '" + alice_ + "'"), 0);
+}
+
+// The owner's first write ever (no owner_seqs row yet) racing a purge: the
+// purge must wait for it and then delete what it wrote. The write is played
+// by hand (sequence row and item, uncommitted) so the order is fixed.
+TEST_F(ItemsTest, APurgeWaitsForAFirstWriteInFlight) {
+  auto writer_lease = pool_->Acquire(Soon());
+  ASSERT_TRUE(writer_lease.ok());
+  auto writer = writer_lease->Begin();
+  ASSERT_TRUE(writer.ok());
+  ASSERT_TRUE(
+      writer->Exec("INSERT INTO owner_seqs (owner_id, last_seq) VALUES ($1, 1)", {alice_}).ok());
+  ASSERT_TRUE(writer
+                  ->Exec("INSERT INTO items (owner_id, collection, id, data) VALUES "
+                         "($1, 'notes', $2, '{}')",
+                         {alice_, NewUuidV7()})
+                  .ok());
+  std::atomic<bool> purged{false};
+  Status purge_status;
+  std::thread purge([&] {
+    purge_status = items_->PurgeOwner(alice_, Soon());
+    purged = true;
+  });
+  WaitForLockWaiters(this, 1, [&] { return purged.load(); });
+  ASSERT_TRUE(writer->Commit().ok());
+  purge.join();
+  ASSERT_TRUE(purge_status.ok());
+  EXPECT_EQ(Count("SELECT count(*) FROM items WHERE owner_id = '" + alice_ + "'"), 0);
+  EXPECT_EQ(Count("SELECT count(*) FROM owner_seqs WHERE owner_id = '" + alice_ + "'"), 0);
+}
+
+// Prune and a writer (or PurgeOwner) must lock an owner's rows in the same
+// order: owner_seqs first, then changes. The holder plays a writer that has
+// the owner's sequence row and then touches the owner's changes while
+// Prune is waiting; with the order reversed this is a deadlock (40P01).
+TEST_F(ItemsTest, PruneTakesTheOwnersLockBeforeItsChanges) {
+  Items no_retention(*pool_, ItemLimits{.change_retention = std::chrono::seconds(0),
+                                        .idempotency_ttl = std::chrono::seconds(0)});
+  auto a = MustCreate("feed", "{}");
+  ASSERT_TRUE(items_->Delete(alice_, "feed", a.id(), {}, Soon()).ok());
+  auto holder_lease = pool_->Acquire(Soon());
+  ASSERT_TRUE(holder_lease.ok());
+  auto holder = holder_lease->Begin();
+  ASSERT_TRUE(holder.ok());
+  ASSERT_TRUE(
+      holder->Exec("SELECT 1 FROM owner_seqs WHERE owner_id = $1 FOR UPDATE", {alice_}).ok());
+  std::atomic<bool> pruned{false};
+  Result<PruneReport> report = Error::Internal("not run");
+  std::thread prune([&] {
+    report = no_retention.Prune(Soon());
+    pruned = true;
+  });
+  WaitForLockWaiters(this, 1, [&] { return pruned.load(); });
+  auto touched = holder->Exec("UPDATE changes SET version = version WHERE owner_id = $1", {alice_});
+  EXPECT_TRUE(touched.ok()) << holder_lease->last_sqlstate();
+  if (touched.ok())
+    EXPECT_TRUE(holder->Commit().ok());
+  else
+    (void)holder->Rollback();
+  prune.join();
+  ASSERT_TRUE(report.ok()) << report.error().message;
+  EXPECT_EQ(report->tombstones, 1);
+  EXPECT_EQ(Count("SELECT count(*) FROM changes WHERE deleted"), 0);
+}
+
+void WaitForLockWaiters(ItemsTest* test, int n, const std::function<bool()>& stop) {
+  for (int i = 0; i < 5000 && !stop(); ++i) {
+    if (test->LockWaiters() >= n) return;
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+}
+
 // ---------------------------------------------------------------- listing
 
 TEST_F(ItemsTest, PagesAreNewestFirstAndStableUnderConcurrentInserts) {
@@ -722,7 +879,8 @@ TEST_F(ItemsTest, FilterTable) {
       {"data.status = null", {"nulls"}},
       {"data.archived = false", {"open3"}},
       {"data.missing = null", {}},
-      {"NOT data.missing = 1", {"open3", "open1", "closed5", "nulls", "inject", "unicode", "array"}},
+      {"NOT data.missing = 1",
+       {"open3", "open1", "closed5", "nulls", "inject", "unicode", "array"}},
       {R"(data.owner.name = "Ann")", {"closed5"}},
       {R"(data.status = "x' OR '1'='1")", {"inject"}},
       {R"(data.q = "\"; DROP TABLE items; --")", {"inject"}},
@@ -732,10 +890,22 @@ TEST_F(ItemsTest, FilterTable) {
       {R"(data.owner = "Ann")", {}},
       {"data.priority = 3.0", {"open3"}},
       {R"(data.status = "open" OR data.status = "closed")", {"open3", "open1", "closed5"}},
-      {"createTime > 2000-01-01T00:00:00Z", {"open3", "open1", "closed5", "nulls", "inject", "unicode", "array"}},
+      {"createTime > 2000-01-01T00:00:00Z",
+       {"open3", "open1", "closed5", "nulls", "inject", "unicode", "array"}},
       {R"(createTime < "2000-01-01T00:00:00+02:00")", {}},
       {"updateTime >= 2000-01-01T00:00:00.5Z AND data.priority = 5", {"closed5"}},
       {"((((data.priority = 4))))", {"array"}},
+      // Edges the compiler must turn into SQL PostgreSQL accepts.
+      {"data.priority < 1e999", {"open3", "open1", "closed5", "unicode", "array"}},
+      {"data.priority > -1E-999", {"open3", "open1", "closed5", "unicode", "array"}},
+      {"data.priority = -0", {}},
+      {R"(data.priority IN (1, "high", null, true, 2024-01-01T00:00:00Z))", {"open1", "nulls"}},
+      {"createTime > 0001-01-01T00:00:00-01:00",
+       {"open3", "open1", "closed5", "nulls", "inject", "unicode", "array"}},
+      {"createTime < 9999-12-31T23:59:59.999999999Z",
+       {"open3", "open1", "closed5", "nulls", "inject", "unicode", "array"}},
+      {"createTime IN (2024-01-01T00:00:00Z, \"2024-01-01T00:00:00+01:00\")", {}},
+      {"data.priority >= 1 AND data.priority <= 1 AND data.priority != 2", {"open1"}},
   };
   for (const auto& c : cases) {
     std::set<std::string> got;
@@ -771,6 +941,40 @@ TEST_F(ItemsTest, BadFiltersNameThePosition) {
       {"data..a = 1", "position 6"},
       {"data.a = 1; DROP TABLE items", "position 11"},
       {"data.a = 1 -- comment", "position 12"},
+      // Operators outside `= != < <= > >=`, which PostgreSQL would reject.
+      {"data.a == 1", "position 8"},
+      {"data.a => 1", "position 8"},
+      {"data.a <> 1", "position 8"},
+      {"data.a ! 1", "position 8"},
+      {"data.a === 1", "position 8"},
+      {"data.a =! 1", "position 8"},
+      {"data.a >== 1", "position 8"},
+      {"createTime == 2024-01-01T00:00:00Z", "position 12"},
+      {"NOT data.a == 1", "position 12"},
+      // Numbers JSON (and so jsonb) does not have.
+      {"data.a = NaN", "position 10"},
+      {"data.a = Infinity", "position 10"},
+      {"data.a = -Infinity", "position 10"},
+      {"data.a = 1e1000", "position 10"},
+      {"data.a = 01", "position 10"},
+      {"data.a = .5", "position 10"},
+      {"data.a = 0x10", "position 11"},
+      // Times that parse but lie outside 0001-01-01..9999-12-31 in UTC, and
+      // times that are not RFC 3339.
+      {"createTime > 0001-01-01T00:00:00+01:00", "position 14"},
+      {"createTime > \"9999-12-31T23:59:59-01:00\"", "position 14"},
+      {"data.t = 0001-01-01T00:00:00+01:00", "position 10"},
+      {"createTime > 2024-02-30T00:00:00Z", "position 14"},
+      {"createTime > 2024-01-01T24:00:00Z", "position 14"},
+      {"createTime > 2024-01-01T00:00:00", "position 14"},
+      {"createTime > 2024-01-01", "position 14"},
+      {"createTime > 0000-01-01T00:00:00Z", "position 14"},
+      {"createTime > null", "position 14"},
+      // IN lists: empty, or a value a time field cannot be compared with.
+      {"data.a IN ()", "position 12"},
+      {"data.a IN (,)", "position 12"},
+      {"createTime IN (2024-01-01T00:00:00Z, \"x\")", "position 38"},
+      {"createTime IN (2024-01-01T00:00:00Z, 1)", "position 38"},
   };
   for (const auto& [filter, where] : bad) {
     auto r = items_->List(alice_, "notes", ListQuery{10, "", "", filter}, Soon());
@@ -795,6 +999,98 @@ TEST_F(ItemsTest, BadFiltersNameThePosition) {
       items_->List(alice_, "notes", ListQuery{10, "", "", "data.a = \"" + std::string(5000, 'x') + "\""},
                    Soon())
           .ok());
+}
+
+// A page token made with the key, as Items makes them (see items.cc).
+std::string ForgePageToken(const std::string& key, const std::string& context,
+                           const std::string& id, const std::string& sort_key) {
+  const std::string payload = "c2\n" + id + "\n" + sort_key;
+  crypto_auth_hmacsha256_state st;
+  crypto_auth_hmacsha256_init(&st, reinterpret_cast<const unsigned char*>(key.data()), key.size());
+  crypto_auth_hmacsha256_update(&st, reinterpret_cast<const unsigned char*>(payload.data()),
+                                payload.size());
+  const unsigned char sep = 0;
+  crypto_auth_hmacsha256_update(&st, &sep, 1);
+  crypto_auth_hmacsha256_update(&st, reinterpret_cast<const unsigned char*>(context.data()),
+                                context.size());
+  unsigned char mac[crypto_auth_hmacsha256_BYTES];
+  crypto_auth_hmacsha256_final(&st, mac);
+  return auth::Base64UrlEncode(payload + std::string(reinterpret_cast<const char*>(mac), 16));
+}
+
+// With the public default key anyone can make page tokens. The owner still
+// comes from the caller, so a forged token only moves the caller within
+// their own items; values in it must still never reach PostgreSQL unchecked
+// (a 400, not a 500 from a failed cast or an overflow).
+TEST_F(ItemsTest, ForgedPageTokensAreRefusedNotFailed) {
+  MustCreate("notes", R"({"n":1})");
+  MustCreate("notes", R"({"n":2})");
+  const std::string key = ItemLimits{}.page_token_key;
+  const std::string id = NewUuidV7();
+  // A well-formed forged token works (this is what the key protects).
+  auto forged = items_->List(
+      alice_, "notes",
+      ListQuery{10, ForgePageToken(key, std::string("notes\0data.n asc\0", 17), id, "1"),
+                "data.n asc", ""},
+      Soon());
+  ASSERT_TRUE(forged.ok()) << forged.error().message;
+  EXPECT_EQ(forged->items_size(), 1);
+  const struct {
+    std::string order_by, sort_key;
+  } bad[] = {
+      {"data.n asc", "not json"},
+      {"data.n asc", "{\"a\":"},
+      {"createTime asc", "9223372036854775807"},
+      {"updateTime desc", "-9223372036854775807"},
+      {"createTime asc", "253402300800000000"},
+  };
+  for (const auto& b : bad) {
+    std::string context = "notes";
+    context += '\0';
+    context += b.order_by;
+    context += '\0';
+    auto r = items_->List(
+        alice_, "notes",
+        ListQuery{10, ForgePageToken(key, context, id, b.sort_key), b.order_by, ""}, Soon());
+    ASSERT_FALSE(r.ok()) << b.sort_key;
+    EXPECT_EQ(r.error().code, ErrorCode::kInvalidArgument)
+        << b.sort_key << ": " << r.error().message;
+    ASSERT_EQ(r.error().fields.size(), 1u) << b.sort_key;
+    EXPECT_EQ(r.error().fields[0].field, "pageToken");
+  }
+}
+
+// ---------------------------------------------------------------- pruner
+
+// Full batches would keep a pass going for kMaxPruneBatchesPerPass batches;
+// a stop request must end it after the batch in progress.
+TEST(Pruner, StopsBetweenBatches) {
+  std::stop_source stop;
+  int calls = 0;
+  RunPruner(
+      [&](Deadline) -> Result<PruneReport> {
+        if (++calls == 3) stop.request_stop();
+        return PruneReport{.tombstones = kPruneBatchSize, .idempotency_keys = 0};
+      },
+      std::chrono::hours(1), stop.get_token());
+  EXPECT_EQ(calls, 3);
+}
+
+// A batch that throws (or fails) ends its pass; the next pass runs, and the
+// exception never leaves the loop (it would terminate the process).
+TEST(Pruner, SurvivesThrowingAndFailingBatches) {
+  std::stop_source stop;
+  int calls = 0;
+  RunPruner(
+      [&](Deadline) -> Result<PruneReport> {
+        ++calls;
+        if (calls == 1) throw std::runtime_error("connection exploded");
+        if (calls == 2) return Error::Unavailable("database down");
+        stop.request_stop();
+        return PruneReport{};
+      },
+      std::chrono::milliseconds(1), stop.get_token());
+  EXPECT_EQ(calls, 3);
 }
 
 TEST(FilterCompiler, EmitsParametersNeverValues) {
