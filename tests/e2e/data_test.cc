@@ -13,98 +13,13 @@
 #include <string>
 #include <thread>
 
-#include "http_client.h"
+#include "e2e_client.h"
 #include "portico/data/v1/data.grpc.pb.h"
-#include "stack.h"
 
 namespace portico::testing {
 namespace {
 
-namespace json = boost::json;
-
-Stack* g_stack = nullptr;
-
-class StackEnvironment : public ::testing::Environment {
- public:
-  void SetUp() override { g_stack = new Stack(); }
-  void TearDown() override {
-    EXPECT_EQ(g_stack->gateway().Stop(), 0) << g_stack->Logs();
-    EXPECT_EQ(g_stack->data().Stop(), 0) << g_stack->Logs();
-    EXPECT_EQ(g_stack->users().Stop(), 0) << g_stack->Logs();
-    delete g_stack;
-    g_stack = nullptr;
-  }
-};
-
-const auto* const kEnv = ::testing::AddGlobalTestEnvironment(new StackEnvironment);
-
-using Headers = std::vector<std::pair<std::string, std::string>>;
-
-HttpResponse Call(const std::string& method, const std::string& target,
-                  const std::string& body = "", const Headers& headers = {}) {
-  return HttpRequest(g_stack->ports().http, method, target, body, headers);
-}
-
-json::object Json(const HttpResponse& r) { return json::parse(r.body).as_object(); }
-std::string Str(const json::value& v) { return json::value_to<std::string>(v); }
-
-std::string Escape(const std::string& s) {
-  static constexpr char kHex[] = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char c : s) {
-    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
-      out += static_cast<char>(c);
-    } else {
-      out += '%';
-      out += kHex[c >> 4];
-      out += kHex[c & 15];
-    }
-  }
-  return out;
-}
-
-std::atomic<int> g_counter{0};
-
-struct Account {
-  std::string id, token;
-  Headers Auth(Headers more = {}) const {
-    more.emplace_back("Authorization", "Bearer " + token);
-    return more;
-  }
-};
-
-Account SignUp(const std::string& name) {
-  const std::string email = name + "." + std::to_string(::getpid()) + "." +
-                            std::to_string(++g_counter) + "@example.com";
-  const std::string password = "correct horse battery staple";
-  auto reg = Call("POST", "/v1/auth/register",
-                  json::serialize(json::object{
-                      {"email", email}, {"password", password}, {"displayName", name}}));
-  EXPECT_EQ(reg.status, 201) << reg.body;
-  Account a;
-  a.id = Str(Json(reg).at("id"));
-  auto login = Call("POST", "/v1/auth/login",
-                    json::serialize(json::object{{"email", email}, {"password", password}}));
-  EXPECT_EQ(login.status, 200) << login.body;
-  a.token = Str(Json(login).at("accessToken"));
-  return a;
-}
-
-void ExpectProblem(const HttpResponse& r, int status, const std::string& code,
-                   const std::string& field = "") {
-  EXPECT_EQ(r.status, status) << r.body;
-  EXPECT_EQ(r.Header("content-type"), "application/problem+json") << r.body;
-  auto body = Json(r);
-  EXPECT_EQ(body.at("status").as_int64(), status);
-  EXPECT_EQ(Str(body.at("code")), code) << r.body;
-  if (!field.empty()) {
-    bool named = false;
-    for (const auto& e : body.at("errors").as_array()) {
-      named = named || Str(e.as_object().at("field")) == field;
-    }
-    EXPECT_TRUE(named) << "no error names " << field << ": " << r.body;
-  }
-}
+const auto* const kEnv = InstallStackEnvironment();
 
 std::string Items(const std::string& collection) {
   return "/v1/collections/" + collection + "/items";
@@ -122,7 +37,7 @@ std::vector<json::object> ListAll(const Account& a, const std::string& collectio
   std::string token;
   for (int page = 0; page < 1000; ++page) {
     std::string target = Items(collection) + "?pageSize=" + std::to_string(page_size) + query;
-    if (!token.empty()) target += "&pageToken=" + Escape(token);
+    if (!token.empty()) target += "&pageToken=" + UrlEscape(token);
     auto r = Call("GET", target, "", a.Auth());
     EXPECT_EQ(r.status, 200) << target << " " << r.body;
     if (r.status != 200) break;
@@ -320,7 +235,7 @@ TEST(DataApi, LimitsAreBadRequestsNamingTheField) {
                 "INVALID_ARGUMENT", "data");
   ExpectProblem(Call("GET", Items("notes") + "?pageSize=1001", "", a.Auth()), 400,
                 "INVALID_ARGUMENT", "pageSize");
-  ExpectProblem(Call("GET", Items("notes") + "?orderBy=" + Escape("title asc"), "", a.Auth()),
+  ExpectProblem(Call("GET", Items("notes") + "?orderBy=" + UrlEscape("title asc"), "", a.Auth()),
                 400, "INVALID_ARGUMENT", "orderBy");
   ExpectProblem(Call("GET", "/v1/collections/notes/changes?since=-1", "", a.Auth()), 400,
                 "INVALID_ARGUMENT", "since");
@@ -344,9 +259,9 @@ TEST(DataApi, PaginationWithOrderByStaysCorrectUnderConcurrentInserts) {
   writer.join();
   EXPECT_EQ(seen, ids);
   std::vector<std::string> by_i;
-  for (const auto& item : ListAll(a, "stream", "&orderBy=" + Escape("data.i desc") + "&filter=" +
-                                                   Escape("data.i >= 0"),
-                                  4)) {
+  const std::string query =
+      "&orderBy=" + UrlEscape("data.i desc") + "&filter=" + UrlEscape("data.i >= 0");
+  for (const auto& item : ListAll(a, "stream", query, 4)) {
     by_i.push_back(Str(item.at("id")));
   }
   EXPECT_EQ(by_i, std::vector<std::string>(ids.rbegin(), ids.rend()));
@@ -354,13 +269,13 @@ TEST(DataApi, PaginationWithOrderByStaysCorrectUnderConcurrentInserts) {
   auto first = Call("GET", Items("stream") + "?pageSize=2&orderBy=createTime", "", a.Auth());
   const std::string token = Str(Json(first).at("nextPageToken"));
   ExpectProblem(Call("GET", Items("stream") + "?pageSize=2&orderBy=updateTime&pageToken=" +
-                                Escape(token),
+                                UrlEscape(token),
                      "", a.Auth()),
                 400, "INVALID_ARGUMENT", "pageToken");
   std::string altered = token;
   altered[altered.size() / 2] = altered[altered.size() / 2] == 'A' ? 'B' : 'A';
   ExpectProblem(Call("GET", Items("stream") + "?pageSize=2&orderBy=createTime&pageToken=" +
-                                Escape(altered),
+                                UrlEscape(altered),
                      "", a.Auth()),
                 400, "INVALID_ARGUMENT", "pageToken");
 }
@@ -386,7 +301,7 @@ TEST(DataApi, FilterTable) {
       {"createTime > 2000-01-01T00:00:00Z", {"open3", "open1", "closed5", "inject"}},
   };
   for (const auto& [filter, expected] : valid) {
-    auto r = Call("GET", Items("tickets") + "?filter=" + Escape(filter), "", a.Auth());
+    auto r = Call("GET", Items("tickets") + "?filter=" + UrlEscape(filter), "", a.Auth());
     ASSERT_EQ(r.status, 200) << filter << " " << r.body;
     std::set<std::string> got;
     const auto body = Json(r);
@@ -404,7 +319,7 @@ TEST(DataApi, FilterTable) {
       {R"(data.status = "x" OR "1"="1")", "position 22"},
   };
   for (const auto& [filter, where] : invalid) {
-    auto r = Call("GET", Items("tickets") + "?filter=" + Escape(filter), "", a.Auth());
+    auto r = Call("GET", Items("tickets") + "?filter=" + UrlEscape(filter), "", a.Auth());
     ExpectProblem(r, 400, "INVALID_ARGUMENT", "filter");
     EXPECT_NE(r.body.find(where), std::string::npos) << filter << " " << r.body;
   }
@@ -484,7 +399,7 @@ TEST(DataApi, ChangeFeedAndSyncAfterARandomMixFromSeveralConnections) {
 TEST(DataApi, PurgeOwnerIsInternalAndRefusesUserTokens) {
   Account a = SignUp("purge");
   auto stub = data::v1::DataAdmin::NewStub(
-      grpc::CreateChannel("127.0.0.1:" + std::to_string(g_stack->ports().data_grpc),
+      grpc::CreateChannel("127.0.0.1:" + std::to_string(RunningStack().ports().data_grpc),
                           grpc::InsecureChannelCredentials()));
   data::v1::PurgeOwnerRequest req;
   req.set_owner_id(a.id);
@@ -493,7 +408,7 @@ TEST(DataApi, PurgeOwnerIsInternalAndRefusesUserTokens) {
   EXPECT_EQ(stub->PurgeOwner(&anonymous, req, &resp).error_code(),
             grpc::StatusCode::UNAUTHENTICATED);
   grpc::ClientContext as_user;
-  as_user.AddMetadata("authorization", "Bearer " + a.token);
+  as_user.AddMetadata("authorization", "Bearer " + a.tokens.access);
   EXPECT_EQ(stub->PurgeOwner(&as_user, req, &resp).error_code(),
             grpc::StatusCode::PERMISSION_DENIED);
   // The gateway does not route it.

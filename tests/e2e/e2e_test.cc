@@ -7,82 +7,14 @@
 #include <memory>
 #include <string>
 
-#include "http_client.h"
+#include "e2e_client.h"
 #include "portico/data/v1/data.grpc.pb.h"
 #include "portico/users/v1/users.grpc.pb.h"
-#include "stack.h"
 
 namespace portico::testing {
 namespace {
 
-namespace json = boost::json;
-
-Stack* g_stack = nullptr;
-
-class StackEnvironment : public ::testing::Environment {
- public:
-  void SetUp() override { g_stack = new Stack(); }
-  void TearDown() override {
-    // Graceful shutdown is part of the contract: every process exits 0 on SIGTERM.
-    EXPECT_EQ(g_stack->gateway().Stop(), 0) << g_stack->Logs();
-    EXPECT_EQ(g_stack->data().Stop(), 0) << g_stack->Logs();
-    EXPECT_EQ(g_stack->users().Stop(), 0) << g_stack->Logs();
-    delete g_stack;
-    g_stack = nullptr;
-  }
-};
-
-const auto* const kEnv = ::testing::AddGlobalTestEnvironment(new StackEnvironment);
-
-using Headers = std::vector<std::pair<std::string, std::string>>;
-
-HttpResponse Call(const std::string& method, const std::string& target,
-                  const std::string& body = "", const Headers& headers = {}) {
-  return HttpRequest(g_stack->ports().http, method, target, body, headers);
-}
-
-json::object Json(const HttpResponse& r) {
-  auto v = json::parse(r.body);
-  return v.as_object();
-}
-
-Headers Bearer(const std::string& token) { return {{"Authorization", "Bearer " + token}}; }
-
-int g_counter = 0;
-std::string UniqueEmail(const std::string& name) {
-  return name + "." + std::to_string(::getpid()) + "." + std::to_string(++g_counter) +
-         "@example.com";
-}
-
-struct Account {
-  std::string id, email, token;
-};
-
-Account SignUp(const std::string& name) {
-  Account a;
-  a.email = UniqueEmail(name);
-  const std::string password = "correct horse battery staple";
-  auto reg = Call("POST", "/v1/auth/register",
-                  json::serialize(json::object{
-                      {"email", a.email}, {"password", password}, {"displayName", name}}));
-  EXPECT_EQ(reg.status, 201) << reg.body;
-  a.id = json::value_to<std::string>(Json(reg).at("id"));
-  auto login = Call("POST", "/v1/auth/login",
-                    json::serialize(json::object{{"email", a.email}, {"password", password}}));
-  EXPECT_EQ(login.status, 200) << login.body;
-  a.token = json::value_to<std::string>(Json(login).at("accessToken"));
-  return a;
-}
-
-void ExpectProblem(const HttpResponse& r, int status, const std::string& code) {
-  EXPECT_EQ(r.status, status) << r.body;
-  EXPECT_EQ(r.Header("content-type"), "application/problem+json") << r.body;
-  auto body = Json(r);
-  EXPECT_EQ(body.at("status").as_int64(), status);
-  EXPECT_EQ(json::value_to<std::string>(body.at("code")), code);
-  EXPECT_FALSE(json::value_to<std::string>(body.at("title")).empty());
-  EXPECT_EQ(json::value_to<std::string>(body.at("requestId")), r.Header("x-request-id"));
-}
+const auto* const kEnv = InstallStackEnvironment();
 
 TEST(EndToEnd, WalkThroughFromRegisterToListingItems) {
   const std::string email = UniqueEmail("ada");
@@ -151,7 +83,7 @@ TEST(EndToEnd, ListingPagesWithOpaqueCursors) {
   std::vector<std::string> ids;
   for (int i = 0; i < 5; ++i) {
     auto r = Call("POST", "/v1/collections/tasks/items",
-                  R"({"data":{"i":)" + std::to_string(i) + "}}", Bearer(a.token));
+                  R"({"data":{"i":)" + std::to_string(i) + "}}", a.Auth());
     ASSERT_EQ(r.status, 201) << r.body;
     ids.push_back(json::value_to<std::string>(Json(r).at("id")));
   }
@@ -160,7 +92,7 @@ TEST(EndToEnd, ListingPagesWithOpaqueCursors) {
   for (int page = 0; page < 10; ++page) {
     std::string target = "/v1/collections/tasks/items?pageSize=2";
     if (!page_token.empty()) target += "&pageToken=" + page_token;
-    auto r = Call("GET", target, "", Bearer(a.token));
+    auto r = Call("GET", target, "", a.Auth());
     ASSERT_EQ(r.status, 200) << r.body;
     auto body = Json(r);
     for (const auto& it : body.at("items").as_array()) {
@@ -172,18 +104,18 @@ TEST(EndToEnd, ListingPagesWithOpaqueCursors) {
     if (page == 0) {
       // An item created between pages does not disturb the walk.
       ASSERT_EQ(Call("POST", "/v1/collections/tasks/items", R"({"data":{"late":true}})",
-                     Bearer(a.token)).status, 201);
+                     a.Auth()).status, 201);
     }
   }
   // Newest first; every item created before the walk exactly once.
   std::vector<std::string> expected(ids.rbegin(), ids.rend());
   EXPECT_EQ(seen, expected);
 
-  ExpectProblem(Call("GET", "/v1/collections/tasks/items?pageSize=0x", "", Bearer(a.token)), 400,
+  ExpectProblem(Call("GET", "/v1/collections/tasks/items?pageSize=0x", "", a.Auth()), 400,
                 "INVALID_ARGUMENT");
-  ExpectProblem(Call("GET", "/v1/collections/tasks/items?pageSize=1001", "", Bearer(a.token)), 400,
+  ExpectProblem(Call("GET", "/v1/collections/tasks/items?pageSize=1001", "", a.Auth()), 400,
                 "INVALID_ARGUMENT");
-  ExpectProblem(Call("GET", "/v1/collections/tasks/items?pageToken=forged", "", Bearer(a.token)),
+  ExpectProblem(Call("GET", "/v1/collections/tasks/items?pageToken=forged", "", a.Auth()),
                 400, "INVALID_ARGUMENT");
 }
 
@@ -200,17 +132,17 @@ TEST(EndToEnd, AnotherUsersItemIs404) {
   Account alice = SignUp("alice");
   Account bob = SignUp("bob");
   auto created =
-      Call("POST", "/v1/collections/secrets/items", R"({"data":{"pin":"1234"}})", Bearer(alice.token));
+      Call("POST", "/v1/collections/secrets/items", R"({"data":{"pin":"1234"}})", alice.Auth());
   ASSERT_EQ(created.status, 201);
   const std::string id = json::value_to<std::string>(Json(created).at("id"));
-  ExpectProblem(Call("GET", "/v1/collections/secrets/items/" + id, "", Bearer(bob.token)), 404,
+  ExpectProblem(Call("GET", "/v1/collections/secrets/items/" + id, "", bob.Auth()), 404,
                 "NOT_FOUND");
-  auto bobs = Call("GET", "/v1/collections/secrets/items", "", Bearer(bob.token));
+  auto bobs = Call("GET", "/v1/collections/secrets/items", "", bob.Auth());
   ASSERT_EQ(bobs.status, 200);
   EXPECT_TRUE(Json(bobs).at("items").as_array().empty());
   // Another user's id is not revealed either.
-  ExpectProblem(Call("GET", "/v1/users/" + alice.id, "", Bearer(bob.token)), 404, "NOT_FOUND");
-  auto self = Call("GET", "/v1/users/" + bob.id, "", Bearer(bob.token));
+  ExpectProblem(Call("GET", "/v1/users/" + alice.id, "", bob.Auth()), 404, "NOT_FOUND");
+  auto self = Call("GET", "/v1/users/" + bob.id, "", bob.Auth());
   EXPECT_EQ(self.status, 200) << self.body;
 }
 
@@ -258,9 +190,9 @@ TEST(EndToEnd, RegistrationAndSignInErrors) {
   ExpectProblem(nobody, 401, "UNAUTHENTICATED");
   EXPECT_EQ(Json(nobody).at("detail"), Json(wrong).at("detail"));  // no account enumeration
 
-  auto bad_item = Call("POST", "/v1/collections/Bad Name/items", R"({"data":{}})", Bearer(a.token));
+  auto bad_item = Call("POST", "/v1/collections/Bad Name/items", R"({"data":{}})", a.Auth());
   EXPECT_EQ(bad_item.status, 400) << bad_item.body;
-  auto no_data = Call("POST", "/v1/collections/notes/items", R"({})", Bearer(a.token));
+  auto no_data = Call("POST", "/v1/collections/notes/items", R"({})", a.Auth());
   ExpectProblem(no_data, 400, "INVALID_ARGUMENT");
 }
 
@@ -288,8 +220,9 @@ TEST(EndToEnd, JwksIsPublishedOnBothPaths) {
 
 TEST(EndToEnd, ServicesVerifyTokensThemselves) {
   // An internal caller that skips the gateway still needs a valid token.
-  auto channel = grpc::CreateChannel("127.0.0.1:" + std::to_string(g_stack->ports().data_grpc),
-                                     grpc::InsecureChannelCredentials());
+  auto channel =
+      grpc::CreateChannel("127.0.0.1:" + std::to_string(RunningStack().ports().data_grpc),
+                          grpc::InsecureChannelCredentials());
   auto stub = data::v1::DataService::NewStub(channel);
   grpc::ClientContext ctx;
   data::v1::ListItemsRequest req;
@@ -299,11 +232,11 @@ TEST(EndToEnd, ServicesVerifyTokensThemselves) {
 
   Account a = SignUp("grpc");
   grpc::ClientContext authed;
-  authed.AddMetadata("authorization", "Bearer " + a.token);
+  authed.AddMetadata("authorization", "Bearer " + a.tokens.access);
   EXPECT_TRUE(stub->ListItems(&authed, req, &resp).ok());
 
   auto users = users::v1::AuthService::NewStub(
-      grpc::CreateChannel("127.0.0.1:" + std::to_string(g_stack->ports().users_grpc),
+      grpc::CreateChannel("127.0.0.1:" + std::to_string(RunningStack().ports().users_grpc),
                           grpc::InsecureChannelCredentials()));
   grpc::ClientContext jwks_ctx;
   users::v1::Jwks jwks;
@@ -313,12 +246,12 @@ TEST(EndToEnd, ServicesVerifyTokensThemselves) {
 
 TEST(EndToEnd, GatewayMetricsCountRequestsByRouteAndStatus) {
   Call("GET", "/v1/users/me");  // a 401 on a known route
-  auto metrics = HttpRequest(g_stack->ports().gateway_admin, "GET", "/metrics");
+  auto metrics = HttpRequest(RunningStack().ports().gateway_admin, "GET", "/metrics");
   ASSERT_EQ(metrics.status, 200);
   EXPECT_NE(metrics.body.find("portico_http_requests_total{"), std::string::npos);
   EXPECT_NE(metrics.body.find("route=\"/v1/users/me\""), std::string::npos) << metrics.body;
   EXPECT_NE(metrics.body.find("status=\"401\""), std::string::npos);
-  for (auto port : {g_stack->ports().users_admin, g_stack->ports().data_admin}) {
+  for (auto port : {RunningStack().ports().users_admin, RunningStack().ports().data_admin}) {
     auto m = HttpRequest(port, "GET", "/metrics");
     EXPECT_NE(m.body.find("portico_grpc_requests_total{"), std::string::npos);
     EXPECT_NE(m.body.find("process_resident_memory_bytes"), std::string::npos);
@@ -328,10 +261,10 @@ TEST(EndToEnd, GatewayMetricsCountRequestsByRouteAndStatus) {
 
 TEST(EndToEnd, LogsAreJsonLinesWithoutSecrets) {
   Account a = SignUp("logcheck");
-  const std::string logs = g_stack->Logs();
-  EXPECT_EQ(logs.find(a.token), std::string::npos);
+  const std::string logs = RunningStack().Logs();
+  EXPECT_EQ(logs.find(a.tokens.access), std::string::npos);
   EXPECT_EQ(logs.find("correct horse battery staple"), std::string::npos);
-  std::istringstream in(g_stack->gateway().Log());
+  std::istringstream in(RunningStack().gateway().Log());
   std::string line;
   int lines = 0;
   while (std::getline(in, line)) {

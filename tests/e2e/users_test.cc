@@ -18,22 +18,17 @@
 #include <string>
 #include <thread>
 
-#include "http_client.h"
+#include "e2e_client.h"
+#include "portico/pg/pool.h"
 #include "portico/users/v1/users.grpc.pb.h"
-#include "stack.h"
 
 namespace portico::testing {
 namespace {
 
-namespace json = boost::json;
-using Headers = std::vector<std::pair<std::string, std::string>>;
-
-const std::string kPassword = "correct horse battery staple";
 const std::string kAdminEmail = "root@example.com";
 const std::string kAdminPassword = "bootstrap admin password";
 
 std::string g_dir;  // key material for forging tokens
-Stack* g_stack = nullptr;
 
 // ---- base64url and Ed25519 signing with the stack's key file (openssl CLI) ----
 
@@ -90,109 +85,29 @@ std::string SignJws(const std::string& header, const std::string& payload) {
   return input + "." + B64Url(ReadFile(g_dir + "/sig"));
 }
 
-class StackEnvironment : public ::testing::Environment {
- public:
-  void SetUp() override {
-    char tmpl[] = "/tmp/portico-users-e2e-XXXXXX";
-    g_dir = mkdtemp(tmpl);
-    MakeKeyFile();
-    g_stack = new Stack({.users_env = {
-                             "PORTICO_JWT_KEY_FILE=" + g_dir + "/jwt.key",
-                             "PORTICO_REFRESH_REUSE_GRACE=3s",
-                             "PORTICO_LOGIN_MAX_FAILURES=3",
-                             "PORTICO_LOGIN_LOCKOUT=60s",
-                             "PORTICO_LOGIN_ADDRESS_MAX_FAILURES=100000",
-                             "PORTICO_PURGE_MAX_BACKOFF=1s",
-                             "PORTICO_BOOTSTRAP_ADMIN_EMAIL=" + kAdminEmail,
-                             "PORTICO_BOOTSTRAP_ADMIN_PASSWORD=" + kAdminPassword,
-                         }});
-  }
-  void TearDown() override {
-    EXPECT_EQ(g_stack->gateway().Stop(), 0) << g_stack->Logs();
-    EXPECT_EQ(g_stack->data().Stop(), 0) << g_stack->Logs();
-    EXPECT_EQ(g_stack->users().Stop(), 0) << g_stack->Logs();
-    delete g_stack;
-    g_stack = nullptr;
-    std::error_code ec;
-    std::filesystem::remove_all(g_dir, ec);
-  }
-};
-
-const auto* const kEnv = ::testing::AddGlobalTestEnvironment(new StackEnvironment);
-
-HttpResponse Call(const std::string& method, const std::string& target,
-                  const std::string& body = "", const Headers& headers = {}) {
-  return HttpRequest(g_stack->ports().http, method, target, body, headers);
-}
-
-json::object Json(const HttpResponse& r) { return json::parse(r.body).as_object(); }
-std::string Str(const json::object& o, const char* key) {
-  return json::value_to<std::string>(o.at(key));
-}
-
-Headers Bearer(const std::string& token) { return {{"Authorization", "Bearer " + token}}; }
-
-int g_counter = 0;
-std::string UniqueEmail(const std::string& name) {
-  return name + "." + std::to_string(::getpid()) + "." + std::to_string(++g_counter) +
-         "@example.com";
-}
-
-struct Pair {
-  std::string access, refresh;
-};
-
-HttpResponse LoginRaw(const std::string& email, const std::string& password) {
-  return Call("POST", "/v1/auth/login",
-              json::serialize(json::object{{"email", email}, {"password", password}}));
-}
-
-Pair Login(const std::string& email, const std::string& password = kPassword) {
-  auto r = LoginRaw(email, password);
-  EXPECT_EQ(r.status, 200) << r.body;
-  if (r.status != 200) return {};
-  auto o = Json(r);
-  EXPECT_EQ(Str(o, "tokenType"), "Bearer");
-  return {Str(o, "accessToken"), Str(o, "refreshToken")};
-}
+const auto* const kEnv = InstallStackEnvironment(
+    [] {
+      char tmpl[] = "/tmp/portico-users-e2e-XXXXXX";
+      g_dir = mkdtemp(tmpl);
+      MakeKeyFile();
+      return StackOptions{.users_env = {
+                              "PORTICO_JWT_KEY_FILE=" + g_dir + "/jwt.key",
+                              "PORTICO_REFRESH_REUSE_GRACE=3s",
+                              "PORTICO_LOGIN_MAX_FAILURES=3",
+                              "PORTICO_LOGIN_LOCKOUT=60s",
+                              "PORTICO_LOGIN_ADDRESS_MAX_FAILURES=100000",
+                              "PORTICO_PURGE_MAX_BACKOFF=1s",
+                              "PORTICO_BOOTSTRAP_ADMIN_EMAIL=" + kAdminEmail,
+                              "PORTICO_BOOTSTRAP_ADMIN_PASSWORD=" + kAdminPassword,
+                          }};
+    },
+    [] {
+      std::error_code ec;
+      std::filesystem::remove_all(g_dir, ec);
+    });
 
 HttpResponse RefreshRaw(const std::string& refresh) {
   return Call("POST", "/v1/auth/refresh", json::serialize(json::object{{"refreshToken", refresh}}));
-}
-
-struct Account {
-  std::string id, email;
-  Pair tokens;
-};
-
-Account SignUp(const std::string& name) {
-  Account a;
-  a.email = UniqueEmail(name);
-  auto reg = Call("POST", "/v1/auth/register",
-                  json::serialize(json::object{
-                      {"email", a.email}, {"password", kPassword}, {"displayName", name}}));
-  EXPECT_EQ(reg.status, 201) << reg.body;
-  a.id = Str(Json(reg), "id");
-  a.tokens = Login(a.email);
-  return a;
-}
-
-void ExpectProblem(const HttpResponse& r, int status, const std::string& code,
-                   const std::string& field = "") {
-  EXPECT_EQ(r.status, status) << r.body;
-  EXPECT_EQ(r.Header("content-type"), "application/problem+json") << r.body;
-  if (r.body.empty()) return;
-  auto body = Json(r);
-  EXPECT_EQ(Str(body, "code"), code) << r.body;
-  if (!field.empty()) {
-    bool found = false;
-    if (auto* errors = body.if_contains("errors")) {
-      for (const auto& e : errors->as_array()) {
-        if (e.as_object().at("field").as_string() == field) found = true;
-      }
-    }
-    EXPECT_TRUE(found) << "no error for field " << field << ": " << r.body;
-  }
 }
 
 // Polls `fn` until it is true (a condition that settles by itself: a key set
@@ -332,7 +247,7 @@ TEST(Users, UpdateMe) {
 
 TEST(Users, ChangePasswordRevokesEveryOtherSession) {
   Account a = SignUp("passwd");
-  Pair other = Login(a.email);
+  Tokens other = Login(a.email);
   const std::string new_password = "a brand new password";
   ExpectProblem(Call("POST", "/v1/users/me/password",
                      json::serialize(json::object{{"currentPassword", "not the password"},
@@ -357,7 +272,7 @@ TEST(Users, ChangePasswordRevokesEveryOtherSession) {
 
 TEST(Users, SessionsAreListedAndRevocable) {
   Account a = SignUp("sessions");
-  Pair second = Login(a.email);
+  Tokens second = Login(a.email);
   auto list = Call("GET", "/v1/users/me/sessions", "", Bearer(a.tokens.access));
   ASSERT_EQ(list.status, 200) << list.body;
   auto sessions = Json(list).at("sessions").as_array();
@@ -389,7 +304,7 @@ TEST(Users, SessionsAreListedAndRevocable) {
 }
 
 TEST(Users, AdminListsPagesAndSearches) {
-  Pair admin = Login(kAdminEmail, kAdminPassword);
+  Tokens admin = Login(kAdminEmail, kAdminPassword);
   const std::string prefix = "page" + std::to_string(::getpid()) + "x";
   std::set<std::string> made;
   for (int i = 0; i < 5; ++i) made.insert(SignUp(prefix + std::to_string(i)).id);
@@ -416,7 +331,7 @@ TEST(Users, AdminListsPagesAndSearches) {
 }
 
 TEST(Users, AdminGetPatchDeleteAndTheLastAdmin) {
-  Pair admin = Login(kAdminEmail, kAdminPassword);
+  Tokens admin = Login(kAdminEmail, kAdminPassword);
   auto me = Json(Call("GET", "/v1/users/me", "", Bearer(admin.access)));
   const std::string admin_id = Str(me, "id");
   EXPECT_EQ(Str(me, "role"), "ADMIN");
@@ -451,7 +366,7 @@ TEST(Users, AdminGetPatchDeleteAndTheLastAdmin) {
   ASSERT_EQ(promoted.status, 200) << promoted.body;
   EXPECT_EQ(Str(Json(promoted), "role"), "ADMIN");
   EXPECT_EQ(Str(Json(promoted), "displayName"), "Boss");
-  Pair a_admin = Login(a.email);
+  Tokens a_admin = Login(a.email);
   EXPECT_EQ(Call("GET", "/v1/users", "", Bearer(a_admin.access)).status, 200);
   EXPECT_EQ(Call("PATCH", "/v1/users/" + a.id, R"({"role":"USER"})", Bearer(a_admin.access)).status,
             200);
@@ -480,12 +395,12 @@ TEST(Users, AdminGetPatchDeleteAndTheLastAdmin) {
 TEST(Users, CreateAdminCommandReadsThePasswordFromStdin) {
   const std::string email = UniqueEmail("cli-admin");
   const std::string cmd = "printf '%s\\n' 'cli admin password' | env PORTICO_DATABASE_URL='" +
-                          g_stack->users_database_url() +
+                          RunningStack().users_database_url() +
                           "' PORTICO_LOG_LEVEL=error PORTICO_ARGON2_MEMORY=8MiB "
                           "PORTICO_ARGON2_ITERATIONS=1 " +
                           Stack::UsersBinary() + " create-admin " + email + " >/dev/null";
   ASSERT_EQ(std::system(cmd.c_str()), 0);
-  Pair p = Login(email, "cli admin password");
+  Tokens p = Login(email, "cli admin password");
   auto me = Call("GET", "/v1/users/me", "", Bearer(p.access));
   EXPECT_EQ(Str(Json(me), "role"), "ADMIN") << me.body;
 }
@@ -571,7 +486,7 @@ TEST(Users, ForgedExpiredAndForeignTokensAreRefused) {
          "." + payload + "." + B64Url(std::string(32, '\x42'))),
       401, "UNAUTHENTICATED");
   // The gRPC service checks by itself, too.
-  auto channel = grpc::CreateChannel("127.0.0.1:" + std::to_string(g_stack->ports().users_grpc),
+  auto channel = grpc::CreateChannel("127.0.0.1:" + std::to_string(RunningStack().ports().users_grpc),
                                      grpc::InsecureChannelCredentials());
   auto stub = users::v1::UserService::NewStub(channel);
   grpc::ClientContext ctx;
@@ -641,7 +556,7 @@ TEST(Users, PersonalAccessTokens) {
             204);
   ExpectProblem(Call("DELETE", "/v1/users/me/tokens/" + reader_id, "", Bearer(a.tokens.access)),
                 404, "NOT_FOUND");
-  auto channel = grpc::CreateChannel("127.0.0.1:" + std::to_string(g_stack->ports().users_grpc),
+  auto channel = grpc::CreateChannel("127.0.0.1:" + std::to_string(RunningStack().ports().users_grpc),
                                      grpc::InsecureChannelCredentials());
   auto stub = users::v1::AuthService::NewStub(channel);
   grpc::ClientContext ctx;
@@ -667,20 +582,22 @@ TEST(Users, DeletedAccountsDataIsPurgedEvenIfDataWasDown) {
     return static_cast<int>(Json(r).at("items").as_array().size());
   };
   ASSERT_EQ(count(), 3);
-  g_stack->StopData();
+  RunningStack().StopData();
   ASSERT_EQ(Call("DELETE", "/v1/users/me", "", Bearer(a.tokens.access)).status, 204);
-  g_stack->StartData();
+  RunningStack().StartData();
   // The access token still verifies at data until it expires, so it can
   // watch the owner's items disappear once the outbox is delivered.
-  EXPECT_TRUE(Eventually([&] { return count() == 0; })) << g_stack->Logs();
+  EXPECT_TRUE(Eventually([&] { return count() == 0; })) << RunningStack().Logs();
   EXPECT_TRUE(Eventually(
-      [&] { return g_stack->users().Log().find("\"user.purged\"") != std::string::npos; }));
+      [&] { return RunningStack().users().Log().find("\"user.purged\"") != std::string::npos; }));
 }
 
+// Runs after the tests above (GoogleTest keeps definition order unless told
+// to shuffle) and checks the audit events they caused, as well as its own.
 TEST(Users, AuditEventsAreLoggedAndCountedWithoutSecrets) {
   Account a = SignUp("audit");
   (void)LoginRaw(a.email, "wrong password!!");
-  auto metrics = HttpRequest(g_stack->ports().users_admin, "GET", "/metrics");
+  auto metrics = HttpRequest(RunningStack().ports().users_admin, "GET", "/metrics");
   ASSERT_EQ(metrics.status, 200);
   for (const char* event :
        {"auth.login", "auth.login_failed", "user.password_changed", "user.role_changed",
@@ -689,11 +606,11 @@ TEST(Users, AuditEventsAreLoggedAndCountedWithoutSecrets) {
         metrics.body.find("portico_users_audit_events_total{event=\"" + std::string(event) + "\"}"),
         std::string::npos)
         << event;
-    EXPECT_NE(g_stack->users().Log().find("\"event\":\"" + std::string(event) + "\""),
+    EXPECT_NE(RunningStack().users().Log().find("\"event\":\"" + std::string(event) + "\""),
               std::string::npos)
         << event;
   }
-  const std::string log = g_stack->users().Log() + g_stack->gateway().Log();
+  const std::string log = RunningStack().users().Log() + RunningStack().gateway().Log();
   EXPECT_EQ(log.find(kPassword), std::string::npos);
   EXPECT_EQ(log.find(a.tokens.refresh), std::string::npos);
   EXPECT_EQ(log.find(a.tokens.access), std::string::npos);
@@ -703,7 +620,7 @@ TEST(Users, AuditEventsAreLoggedAndCountedWithoutSecrets) {
 // Last: it restarts users with other keys.
 TEST(Users, TokensOutliveAKeyRotation) {
   // Keys from the database instead of the file.
-  g_stack->RestartUsers({"PORTICO_JWT_KEY_FILE="});
+  RunningStack().RestartUsers({"PORTICO_JWT_KEY_FILE="});
   Account a = SignUp("rotation");
   auto me = [](const std::string& token) {
     return Call("GET", "/v1/users/me", "", Bearer(token)).status;
@@ -712,8 +629,17 @@ TEST(Users, TokensOutliveAKeyRotation) {
   ASSERT_TRUE(Eventually([&] { return me(a.tokens.access) == 200; }, 15));
   const std::string old_jwks = Call("GET", "/v1/auth/jwks").body;
 
-  // A rotation period of 0 rotates at start.
-  g_stack->RestartUsers({"PORTICO_JWT_KEY_FILE=", "PORTICO_JWT_KEY_ROTATION=0s"});
+  // Age the current key past the (default, 30-day) rotation period: the next
+  // start rotates.
+  {
+    auto pool = pg::Pool::Create({.url = RunningStack().users_database_url(), .size = 1});
+    ASSERT_TRUE(pool.ok());
+    auto lease = (*pool)->Acquire(DeadlineIn(std::chrono::seconds(10)));
+    ASSERT_TRUE(lease.ok());
+    ASSERT_TRUE(
+        lease->Exec("UPDATE signing_keys SET create_time = create_time - interval '31 days'").ok());
+  }
+  RunningStack().RestartUsers({"PORTICO_JWT_KEY_FILE="});
   auto jwks = Json(Call("GET", "/v1/auth/jwks"));
   ASSERT_EQ(jwks.at("keys").as_array().size(), 2u) << json::serialize(jwks);
   const std::string old_kid =
@@ -721,11 +647,11 @@ TEST(Users, TokensOutliveAKeyRotation) {
   EXPECT_EQ(Str(jwks.at("keys").as_array().at(1).as_object(), "kid"), old_kid);
   // Tokens signed with the previous key still work; new ones use the new key.
   EXPECT_EQ(me(a.tokens.access), 200);
-  Pair fresh = Login(a.email);
+  Tokens fresh = Login(a.email);
   EXPECT_TRUE(Eventually([&] { return me(fresh.access) == 200; }, 15));
   EXPECT_EQ(RefreshRaw(a.tokens.refresh).status, 200);  // sessions survive too
 
-  g_stack->RestartUsers();
+  RunningStack().RestartUsers();
 }
 
 }  // namespace

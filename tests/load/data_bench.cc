@@ -18,34 +18,20 @@
 #include <thread>
 #include <vector>
 
-#include "http_client.h"
+#include "e2e_client.h"
 #include "portico/pg/pool.h"
 #include "portico/testing/pg_cluster.h"
-#include "stack.h"
 
 namespace {
 
+using portico::testing::Bearer;
 using portico::testing::HttpRequest;
+using portico::testing::UrlEscape;
 using Clock = std::chrono::steady_clock;
 
 struct Figures {
   double per_second = 0, p50_ms = 0, p99_ms = 0;
 };
-
-std::string Escape(const std::string& s) {
-  static constexpr char kHex[] = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char c : s) {
-    if (std::isalnum(c) || c == '-' || c == '_' || c == '.') {
-      out += static_cast<char>(c);
-    } else {
-      out += '%';
-      out += kHex[c >> 4];
-      out += kHex[c & 15];
-    }
-  }
-  return out;
-}
 
 // `threads` clients send `requests` requests in all; target(i) names the i-th.
 template <typename Target>
@@ -60,7 +46,7 @@ Figures Measure(std::uint16_t port, const std::string& token, int threads, int r
       for (int i = next++; i < requests; i = next++) {
         const std::string path = target(i);
         const auto begin = Clock::now();
-        auto r = HttpRequest(port, "GET", path, "", {{"Authorization", "Bearer " + token}});
+        auto r = HttpRequest(port, "GET", path, "", Bearer(token));
         per_thread[static_cast<std::size_t>(t)].push_back(
             std::chrono::duration<double, std::milli>(Clock::now() - begin).count());
         if (r.status != 200) {
@@ -80,14 +66,6 @@ Figures Measure(std::uint16_t port, const std::string& token, int threads, int r
   return {static_cast<double>(ms.size()) / seconds, at(0.50), at(0.99)};
 }
 
-std::string Field(const std::string& json, const std::string& name) {
-  const std::string key = "\"" + name + "\":\"";
-  const auto at = json.find(key);
-  if (at == std::string::npos) return "";
-  const auto start = at + key.size();
-  return json.substr(start, json.find('"', start) - start);
-}
-
 void Print(const char* what, const Figures& f) {
   std::printf("%-58s %8.0f req/s  p50 %7.2f ms  p99 %7.2f ms\n", what, f.per_second, f.p50_ms,
               f.p99_ms);
@@ -104,16 +82,10 @@ int main(int argc, char** argv) {
   }
   portico::testing::Stack stack;
   const std::uint16_t port = stack.ports().http;
-  const std::string email = "bench@example.com", password = "correct horse battery staple";
-  const auto reg = HttpRequest(port, "POST", "/v1/auth/register",
-                               R"({"email":")" + email + R"(","password":")" + password +
-                                   R"(","displayName":"Bench"})");
-  const std::string owner = Field(reg.body, "id");
-  const std::string token =
-      Field(HttpRequest(port, "POST", "/v1/auth/login",
-                        R"({"email":")" + email + R"(","password":")" + password + R"("})")
-                .body,
-            "accessToken");
+  const auto account = portico::testing::RegisterAndSignIn(port, "bench@example.com",
+                                                           portico::testing::kPassword, "Bench");
+  const std::string& owner = account.id;
+  const std::string& token = account.tokens.access;
   if (owner.empty() || token.empty()) {
     std::fprintf(stderr, "cannot sign in\n%s", stack.Logs().c_str());
     return 2;
@@ -181,17 +153,17 @@ int main(int argc, char** argv) {
   Print("list, filter data.n = <k> (1 match, GIN)",
         Measure(port, token, threads, requests, [&](int i) {
           return base + "?pageSize=50&filter=" +
-                 Escape("data.n = " + std::to_string(1 + (i * 7919) % items));
+                 UrlEscape("data.n = " + std::to_string(1 + (i * 7919) % items));
         }));
   Print("list, filter status = open AND priority >= 5, pageSize=50",
         Measure(port, token, threads, requests / 4, [&](int) {
           return base + "?pageSize=50&filter=" +
-                 Escape(R"(data.status = "open" AND data.priority >= 5)");
+                 UrlEscape(R"(data.status = "open" AND data.priority >= 5)");
         }));
   Print("list, same filter, orderBy=data.n desc, pageSize=50",
         Measure(port, token, threads, requests / 4, [&](int) {
-          return base + "?pageSize=50&orderBy=" + Escape("data.n desc") + "&filter=" +
-                 Escape(R"(data.status = "open" AND data.priority >= 5)");
+          return base + "?pageSize=50&orderBy=" + UrlEscape("data.n desc") + "&filter=" +
+                 UrlEscape(R"(data.status = "open" AND data.priority >= 5)");
         }));
   return 0;
 }

@@ -15,11 +15,11 @@
 #include <thread>
 #include <vector>
 
-#include "http_client.h"
-#include "stack.h"
+#include "e2e_client.h"
 
 namespace {
 
+using portico::testing::Bearer;
 using portico::testing::HttpRequest;
 using Clock = std::chrono::steady_clock;
 
@@ -32,7 +32,7 @@ Figures Measure(std::uint16_t port, const std::string& token, int n) {
   ms.reserve(static_cast<std::size_t>(n));
   for (int i = 0; i < n; ++i) {
     const auto start = Clock::now();
-    auto r = HttpRequest(port, "GET", "/v1/users/me", "", {{"Authorization", "Bearer " + token}});
+    auto r = HttpRequest(port, "GET", "/v1/users/me", "", Bearer(token));
     ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - start).count());
     if (r.status != 200) {
       std::fprintf(stderr, "GET /v1/users/me answered %d: %s\n", r.status, r.body.c_str());
@@ -42,14 +42,6 @@ Figures Measure(std::uint16_t port, const std::string& token, int n) {
   std::sort(ms.begin(), ms.end());
   auto at = [&](double q) { return ms[static_cast<std::size_t>(q * (ms.size() - 1))]; };
   return {at(0.50), at(0.95), at(0.99)};
-}
-
-std::string Field(const std::string& json, const std::string& name) {
-  const std::string key = "\"" + name + "\":\"";
-  const auto at = json.find(key);
-  if (at == std::string::npos) return "";
-  const auto start = at + key.size();
-  return json.substr(start, json.find('"', start) - start);
 }
 
 }  // namespace
@@ -66,13 +58,10 @@ int main(int argc, char** argv) {
                      "PORTICO_HASH_WORKERS=" + std::to_string(hash_workers),
                      "PORTICO_HASH_QUEUE=16", "PORTICO_LOG_LEVEL=warn"}});
   const std::uint16_t port = stack.ports().http;
-  const std::string email = "bench@example.com", password = "correct horse battery staple";
-  HttpRequest(
-      port, "POST", "/v1/auth/register",
-      R"({"email":")" + email + R"(","password":")" + password + R"(","displayName":"Bench"})");
-  const std::string login_body = R"({"email":")" + email + R"(","password":")" + password + R"("})";
+  const std::string email = "bench@example.com", password = portico::testing::kPassword;
   const std::string token =
-      Field(HttpRequest(port, "POST", "/v1/auth/login", login_body).body, "accessToken");
+      portico::testing::RegisterAndSignIn(port, email, password, "Bench").tokens.access;
+  const std::string login_body = R"({"email":")" + email + R"(","password":")" + password + R"("})";
   if (token.empty()) {
     std::fprintf(stderr, "cannot sign in\n%s", stack.Logs().c_str());
     return 2;
