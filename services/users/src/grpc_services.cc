@@ -14,13 +14,13 @@ namespace {
 
 enum class Need { kUser, kAdmin };
 
-// Verifies the caller's access token and its role. A scoped token (one
-// exchanged for a personal access token) reaches only RPCs that accept one
-// of its scopes: `scope` ("" = none is enough) else kPermissionDenied.
-// Admin RPCs also check the account itself, so a demoted or disabled admin
-// loses access at once rather than when the token expires.
+// Verifies the caller's access token and its role. (Scoped tokens — those
+// exchanged for a personal access token — are checked against the RPC's
+// access annotation by rpc::Call itself.) Admin RPCs also check the account
+// itself, so a demoted or disabled admin loses access at once rather than
+// when the token expires.
 Result<Caller> Authorize(Call& call, const auth::Verifier& verifier, Need need,
-                         std::string_view scope, Accounts& accounts) {
+                         Accounts& accounts) {
   auto principal = need == Need::kAdmin ? call.Authorize(verifier, {"ADMIN"})
                                         : call.Authorize(verifier, {"USER", "ADMIN"});
   if (!principal.ok()) return std::move(principal).error();
@@ -28,12 +28,6 @@ Result<Caller> Authorize(Call& call, const auth::Verifier& verifier, Need need,
   const std::string header = call.Metadata("authorization");
   auto claims = verifier.Verify(std::string_view(header).substr(7));
   if (!claims.ok()) return std::move(claims).error();
-  if (!claims->scopes.empty() &&
-      (scope.empty() ||
-       std::find(claims->scopes.begin(), claims->scopes.end(), scope) == claims->scopes.end())) {
-    return Error::PermissionDenied(scope.empty() ? "this needs a full access token"
-                                                 : "the token lacks scope " + std::string(scope));
-  }
   if (need == Need::kAdmin) {
     auto account = accounts.GetUser(claims->sub, call.deadline());
     if (!account.ok() && account.error().code != ErrorCode::kNotFound) {
@@ -124,7 +118,7 @@ grpc::Status AuthServiceImpl::Introspect(grpc::ServerContext* ctx,
 grpc::Status UserServiceImpl::GetMe(grpc::ServerContext* ctx, const v1::GetMeRequest*,
                                     v1::User* resp) {
   return rpc::Handle(ctx, "portico.users.v1.UserService/GetMe", [&](Call& call) -> Status {
-    auto caller = Authorize(call, verifier_, Need::kUser, "users:read", accounts_);
+    auto caller = Authorize(call, verifier_, Need::kUser, accounts_);
     if (!caller.ok()) return std::move(caller).error();
     auto user = accounts_.GetUser(caller->user_id, call.deadline());
     if (!user.ok()) return NoLongerExists(user.error());
@@ -136,7 +130,7 @@ grpc::Status UserServiceImpl::GetMe(grpc::ServerContext* ctx, const v1::GetMeReq
 grpc::Status UserServiceImpl::UpdateMe(grpc::ServerContext* ctx, const v1::UpdateMeRequest* req,
                                        v1::User* resp) {
   return rpc::Handle(ctx, "portico.users.v1.UserService/UpdateMe", [&](Call& call) -> Status {
-    auto caller = Authorize(call, verifier_, Need::kUser, "users:write", accounts_);
+    auto caller = Authorize(call, verifier_, Need::kUser, accounts_);
     if (!caller.ok()) return std::move(caller).error();
     auto user = accounts_.UpdateMe(*caller, req->display_name(), call.deadline());
     if (!user.ok()) return NoLongerExists(user.error());
@@ -149,7 +143,7 @@ grpc::Status UserServiceImpl::ChangePassword(grpc::ServerContext* ctx,
                                              const v1::ChangePasswordRequest* req,
                                              google::protobuf::Empty*) {
   return rpc::Handle(ctx, "portico.users.v1.UserService/ChangePassword", [&](Call& call) -> Status {
-    auto caller = Authorize(call, verifier_, Need::kUser, "", accounts_);
+    auto caller = Authorize(call, verifier_, Need::kUser, accounts_);
     if (!caller.ok()) return std::move(caller).error();
     std::int64_t retry_after = 0;
     Status st = accounts_.ChangePassword(*caller, req->current_password(), req->new_password(),
@@ -163,7 +157,7 @@ grpc::Status UserServiceImpl::ListSessions(grpc::ServerContext* ctx,
                                            const v1::ListSessionsRequest*,
                                            v1::ListSessionsResponse* resp) {
   return rpc::Handle(ctx, "portico.users.v1.UserService/ListSessions", [&](Call& call) -> Status {
-    auto caller = Authorize(call, verifier_, Need::kUser, "users:read", accounts_);
+    auto caller = Authorize(call, verifier_, Need::kUser, accounts_);
     if (!caller.ok()) return std::move(caller).error();
     auto r = accounts_.ListSessions(*caller, call.deadline());
     if (!r.ok()) return std::move(r).error();
@@ -176,7 +170,7 @@ grpc::Status UserServiceImpl::RevokeSession(grpc::ServerContext* ctx,
                                             const v1::RevokeSessionRequest* req,
                                             google::protobuf::Empty*) {
   return rpc::Handle(ctx, "portico.users.v1.UserService/RevokeSession", [&](Call& call) -> Status {
-    auto caller = Authorize(call, verifier_, Need::kUser, "", accounts_);
+    auto caller = Authorize(call, verifier_, Need::kUser, accounts_);
     if (!caller.ok()) return std::move(caller).error();
     return accounts_.RevokeSession(*caller, req->id(), call.deadline());
   });
@@ -186,7 +180,7 @@ grpc::Status UserServiceImpl::CreateToken(grpc::ServerContext* ctx,
                                           const v1::CreateTokenRequest* req,
                                           v1::PersonalToken* resp) {
   return rpc::Handle(ctx, "portico.users.v1.UserService/CreateToken", [&](Call& call) -> Status {
-    auto caller = Authorize(call, verifier_, Need::kUser, "", accounts_);
+    auto caller = Authorize(call, verifier_, Need::kUser, accounts_);
     if (!caller.ok()) return std::move(caller).error();
     std::vector<std::string> scopes(req->scopes().begin(), req->scopes().end());
     auto t = accounts_.CreateToken(*caller, req->name(), scopes, req->ttl(), call.deadline());
@@ -200,7 +194,7 @@ grpc::Status UserServiceImpl::CreateToken(grpc::ServerContext* ctx,
 grpc::Status UserServiceImpl::ListTokens(grpc::ServerContext* ctx, const v1::ListTokensRequest*,
                                          v1::ListTokensResponse* resp) {
   return rpc::Handle(ctx, "portico.users.v1.UserService/ListTokens", [&](Call& call) -> Status {
-    auto caller = Authorize(call, verifier_, Need::kUser, "", accounts_);
+    auto caller = Authorize(call, verifier_, Need::kUser, accounts_);
     if (!caller.ok()) return std::move(caller).error();
     auto r = accounts_.ListTokens(*caller, call.deadline());
     if (!r.ok()) return std::move(r).error();
@@ -213,7 +207,7 @@ grpc::Status UserServiceImpl::RevokeToken(grpc::ServerContext* ctx,
                                           const v1::RevokeTokenRequest* req,
                                           google::protobuf::Empty*) {
   return rpc::Handle(ctx, "portico.users.v1.UserService/RevokeToken", [&](Call& call) -> Status {
-    auto caller = Authorize(call, verifier_, Need::kUser, "", accounts_);
+    auto caller = Authorize(call, verifier_, Need::kUser, accounts_);
     if (!caller.ok()) return std::move(caller).error();
     return accounts_.RevokeToken(*caller, req->id(), call.deadline());
   });
@@ -222,7 +216,7 @@ grpc::Status UserServiceImpl::RevokeToken(grpc::ServerContext* ctx,
 grpc::Status UserServiceImpl::DeleteMe(grpc::ServerContext* ctx, const v1::DeleteMeRequest*,
                                        google::protobuf::Empty*) {
   return rpc::Handle(ctx, "portico.users.v1.UserService/DeleteMe", [&](Call& call) -> Status {
-    auto caller = Authorize(call, verifier_, Need::kUser, "", accounts_);
+    auto caller = Authorize(call, verifier_, Need::kUser, accounts_);
     if (!caller.ok()) return std::move(caller).error();
     auto st = accounts_.DeleteUser(*caller, caller->user_id, call.deadline());
     if (!st.ok()) return NoLongerExists(st.error());
@@ -233,7 +227,7 @@ grpc::Status UserServiceImpl::DeleteMe(grpc::ServerContext* ctx, const v1::Delet
 grpc::Status UserServiceImpl::ListUsers(grpc::ServerContext* ctx, const v1::ListUsersRequest* req,
                                         v1::ListUsersResponse* resp) {
   return rpc::Handle(ctx, "portico.users.v1.UserService/ListUsers", [&](Call& call) -> Status {
-    auto caller = Authorize(call, verifier_, Need::kAdmin, "", accounts_);
+    auto caller = Authorize(call, verifier_, Need::kAdmin, accounts_);
     if (!caller.ok()) return std::move(caller).error();
     auto r = accounts_.ListUsers(*req, call.deadline());
     if (!r.ok()) return std::move(r).error();
@@ -245,7 +239,7 @@ grpc::Status UserServiceImpl::ListUsers(grpc::ServerContext* ctx, const v1::List
 grpc::Status UserServiceImpl::GetUser(grpc::ServerContext* ctx, const v1::GetUserRequest* req,
                                       v1::User* resp) {
   return rpc::Handle(ctx, "portico.users.v1.UserService/GetUser", [&](Call& call) -> Status {
-    auto caller = Authorize(call, verifier_, Need::kUser, "users:read", accounts_);
+    auto caller = Authorize(call, verifier_, Need::kUser, accounts_);
     if (!caller.ok()) return std::move(caller).error();
     // Another user's id is "not found", never "forbidden": existence is not
     // revealed. Reading another account needs the ADMIN role the account has
@@ -268,7 +262,7 @@ grpc::Status UserServiceImpl::GetUser(grpc::ServerContext* ctx, const v1::GetUse
 grpc::Status UserServiceImpl::UpdateUser(grpc::ServerContext* ctx,
                                          const v1::UpdateUserRequest* req, v1::User* resp) {
   return rpc::Handle(ctx, "portico.users.v1.UserService/UpdateUser", [&](Call& call) -> Status {
-    auto caller = Authorize(call, verifier_, Need::kAdmin, "", accounts_);
+    auto caller = Authorize(call, verifier_, Need::kAdmin, accounts_);
     if (!caller.ok()) return std::move(caller).error();
     auto user = accounts_.UpdateUser(*caller, *req, call.deadline());
     if (!user.ok()) return std::move(user).error();
@@ -281,7 +275,7 @@ grpc::Status UserServiceImpl::DeleteUser(grpc::ServerContext* ctx,
                                          const v1::DeleteUserRequest* req,
                                          google::protobuf::Empty*) {
   return rpc::Handle(ctx, "portico.users.v1.UserService/DeleteUser", [&](Call& call) -> Status {
-    auto caller = Authorize(call, verifier_, Need::kAdmin, "", accounts_);
+    auto caller = Authorize(call, verifier_, Need::kAdmin, accounts_);
     if (!caller.ok()) return std::move(caller).error();
     return accounts_.DeleteUser(*caller, req->id(), call.deadline());
   });
