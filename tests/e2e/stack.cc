@@ -128,10 +128,11 @@ Stack::Stack(StackOptions options) {
             // Cheap hashing keeps the suite fast; production defaults are tested in unit tests.
             "PORTICO_ARGON2_MEMORY=8MiB", "PORTICO_ARGON2_ITERATIONS=1"}),
       options.users_env);
-  data_env_ = with({"PORTICO_GRPC_ADDR=" + addr(ports_.data_grpc),
-                    "PORTICO_ADMIN_ADDR=" + addr(ports_.data_admin),
-                    "PORTICO_DATABASE_URL=" + data_db,
-                    "PORTICO_USERS_TARGET=" + addr(ports_.users_grpc)});
+  data_env_ = Merge(with({"PORTICO_GRPC_ADDR=" + addr(ports_.data_grpc),
+                          "PORTICO_ADMIN_ADDR=" + addr(ports_.data_admin),
+                          "PORTICO_DATABASE_URL=" + data_db,
+                          "PORTICO_USERS_TARGET=" + addr(ports_.users_grpc)}),
+                    options.data_env);
   StartUsers({});
   data_ = std::make_unique<Process>("data", PORTICO_DATA_BIN, data_env_, dir_ + "/data.log");
   gateway_ = std::make_unique<Process>(

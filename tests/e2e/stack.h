@@ -39,6 +39,8 @@ struct StackOptions {
   /// Extra "NAME=value" variables for the users service (they override the
   /// stack's own).
   std::vector<std::string> users_env;
+  /// The same for the data service.
+  std::vector<std::string> data_env;
 };
 
 /// PostgreSQL (shared per test binary) + users + data + gateway.
