@@ -108,8 +108,9 @@ Status KeyRing::Load(Deadline deadline) {
   }
   auto loaded = pool_.InTransaction(deadline, [&](pg::Transaction& tx) -> Result<pg::Rows> {
     constexpr std::string_view kSelect =
-        "SELECT kid, public_key, secret_key FROM signing_keys ORDER BY create_time DESC, kid "
-        "LIMIT 2";
+        "SELECT kid, public_key, secret_key, "
+        "extract(epoch FROM now() - create_time)::float8 AS age_s "
+        "FROM signing_keys ORDER BY create_time DESC, kid LIMIT 2";
     auto rows = tx.Exec(kSelect);
     if (!rows.ok() || !rows->empty()) return rows;
     if (auto locked = tx.Exec("SELECT pg_advisory_xact_lock($1)", {kKeyCreationLock});
@@ -126,7 +127,13 @@ Status KeyRing::Load(Deadline deadline) {
   if (!loaded.ok()) return std::move(loaded).error();
 
   std::vector<auth::SigningKey> keys;
+  std::vector<std::chrono::steady_clock::time_point> active_from;
+  const auto now = std::chrono::steady_clock::now();
   for (pg::Row row : *loaded) {
+    // Ages come from the database's clock, so replicas' clocks need not agree.
+    const auto age = std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+        std::chrono::duration<double>(row.GetDouble("age_s")));
+    active_from.push_back(now - age + activation_delay_);
     auth::SigningKey key;
     key.kid = row.GetString("kid");
     if (!DecodeInto(row.GetView("public_key"), &key.public_key) ||
@@ -140,6 +147,7 @@ Status KeyRing::Load(Deadline deadline) {
   {
     std::lock_guard lock(mu_);
     keys_ = std::move(keys);
+    active_from_ = std::move(active_from);
   }
   keyset_->Replace(std::move(published));
   return {};
@@ -158,7 +166,11 @@ Result<std::string> KeyRing::Sign(auth::Claims claims, std::chrono::seconds ttl)
 std::optional<auth::SigningKey> KeyRing::Current() const {
   std::lock_guard lock(mu_);
   if (keys_.empty()) return std::nullopt;
-  return keys_.front();
+  const auto now = std::chrono::steady_clock::now();
+  for (std::size_t i = 0; i < keys_.size() && i < active_from_.size(); ++i) {
+    if (active_from_[i] <= now) return keys_[i];
+  }
+  return keys_.back();
 }
 
 std::vector<auth::PublicKey> KeyRing::Published() const {

@@ -41,9 +41,16 @@ class KeyRing {
   /// from the database. Thread-safe; blocks.
   Status Load(Deadline deadline);
 
-  /// The newest key (signs new tokens); nullopt before a successful Load.
+  /// A new key signs only once it is `delay` old, so that every replica has
+  /// published it (each reloads the keys every key-check interval) before a
+  /// token signed with it can reach a verifier. Set before the first Load.
+  void set_activation_delay(std::chrono::seconds delay) { activation_delay_ = delay; }
+
+  /// The key that signs new tokens: the newest one that is at least the
+  /// activation delay old, else the oldest loaded (so the very first key
+  /// signs at once); nullopt before a successful Load.
   std::optional<auth::SigningKey> Current() const;
-  /// Signs `claims` with the newest key, setting `iat` to now and `exp` to
+  /// Signs `claims` with the Current() key, setting `iat` to now and `exp` to
   /// now + `ttl`. kUnavailable before a successful Load. Thread-safe.
   Result<std::string> Sign(auth::Claims claims, std::chrono::seconds ttl) const;
   /// The newest two public keys (what JWKS publishes and what verifies).
@@ -55,6 +62,8 @@ class KeyRing {
   pg::Pool& pool_;
   mutable std::mutex mu_;
   std::vector<auth::SigningKey> keys_;  // newest first; guarded by mu_
+  std::vector<std::chrono::steady_clock::time_point> active_from_;  // per key; guarded by mu_
+  std::chrono::seconds activation_delay_{0};
   bool from_file_ = false;              // set once before use
   std::shared_ptr<auth::KeySet> keyset_ = std::make_shared<auth::KeySet>();
 };

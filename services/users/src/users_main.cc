@@ -101,6 +101,9 @@ int Main(int argc, char** argv) {
   pg::Pool& pool = service.db->pool();
 
   KeyRing keys(pool);
+  // A new key signs only after every replica has reloaded (and so publishes)
+  // it: one check interval, plus a margin for a slow reload.
+  keys.set_activation_delay(settings.key_check_interval + std::chrono::seconds(5));
   PasswordPool passwords(settings.password_params, settings.hash_workers, settings.hash_queue);
   Accounts accounts(pool, keys, passwords, settings);
   if (create_admin) {

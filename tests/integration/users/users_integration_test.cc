@@ -497,6 +497,32 @@ TEST_F(AccountsFlowTest, KeysRotateAndOldTokensStillVerify) {
   EXPECT_TRUE(verifier.Verify(SignIn("k@example.com").access_token()).ok());
 }
 
+TEST_F(AccountsFlowTest, ANewKeyIsPublishedBeforeItSigns) {
+  // Another replica's view of the same database, with the activation delay
+  // the service uses: a key it has just made is published at once but signs
+  // only once every replica has had time to publish it too.
+  KeyRing replica(*pool_);
+  replica.set_activation_delay(std::chrono::hours(1));
+  ASSERT_TRUE(replica.Load(Soon()).ok());
+  const std::string old_kid = replica.Current()->kid;  // the only key signs at once
+  auto rotated = replica.RotateIfDue(std::chrono::seconds(0), Soon());
+  ASSERT_TRUE(rotated.ok());
+  ASSERT_TRUE(*rotated);
+  const auto published = replica.Published();
+  ASSERT_EQ(published.size(), 2u);
+  EXPECT_NE(published[0].kid, old_kid);  // the new key is published...
+  EXPECT_EQ(replica.Current()->kid, old_kid);  // ...but the old one still signs
+  auto token = replica.Sign({.iss = "portico", .aud = "portico-api", .sub = "s", .role = "USER",
+                             .jti = "j"},
+                            std::chrono::seconds(60));
+  ASSERT_TRUE(token.ok());
+  auth::Verifier verifier(replica.keyset(), {.issuer = "portico", .audience = "portico-api"});
+  EXPECT_TRUE(verifier.Verify(*token).ok());
+  // Without a delay (the fixture's ring) the newest key signs.
+  ASSERT_TRUE(keys_->Load(Soon()).ok());
+  EXPECT_EQ(keys_->Current()->kid, published[0].kid);
+}
+
 TEST_F(AccountsFlowTest, DeletionQueuesAPurgeThatIsRetriedUntilDataAnswers) {
   auto u = Make("d@example.com");
   auto caller = CallerOf(SignIn("d@example.com"));
