@@ -27,7 +27,12 @@ grpc::StatusCode CodeFor(ErrorCode code) {
 
 grpc::Status ToGrpcStatus(const Error& error) {
   api::v1::ErrorDetails details;
-  if (error.code == ErrorCode::kVersionMismatch) details.set_reason("VERSION_MISMATCH");
+  if (!error.reason.empty()) {
+    details.set_reason(error.reason);
+  } else if (error.code == ErrorCode::kVersionMismatch) {
+    details.set_reason("VERSION_MISMATCH");
+  }
+  if (error.retry_after_seconds > 0) details.set_retry_after_seconds(error.retry_after_seconds);
   for (const auto& f : error.fields) {
     auto* v = details.add_field_violations();
     v->set_field(f.field);
@@ -36,7 +41,8 @@ grpc::Status ToGrpcStatus(const Error& error) {
   // Internal errors never carry their message across a process boundary.
   const std::string message =
       error.code == ErrorCode::kInternal ? std::string("internal error") : error.message;
-  if (details.reason().empty() && details.field_violations().empty()) {
+  if (details.reason().empty() && details.field_violations().empty() &&
+      details.retry_after_seconds() == 0) {
     return grpc::Status(CodeFor(error.code), message);
   }
   return grpc::Status(CodeFor(error.code), message, details.SerializeAsString());
@@ -52,6 +58,8 @@ Error FromGrpcStatus(const grpc::Status& status) {
   api::v1::ErrorDetails details;
   if (!status.error_details().empty()) details.ParseFromString(status.error_details());
   for (const auto& v : details.field_violations()) e.fields.push_back({v.field(), v.description()});
+  e.reason = details.reason();
+  e.retry_after_seconds = details.retry_after_seconds();
   switch (status.error_code()) {
     case grpc::StatusCode::INVALID_ARGUMENT:
     case grpc::StatusCode::OUT_OF_RANGE: e.code = ErrorCode::kInvalidArgument; break;

@@ -1,7 +1,6 @@
 #include "grpc_services.h"
 
 #include "items.h"
-#include "portico/api/v1/error_details.pb.h"
 #include "portico/rpc/call.h"
 
 namespace portico::data {
@@ -18,17 +17,6 @@ Status RequireData(bool has_data) {
   return Error::InvalidArgument("item data is required", {{"data", "must be a JSON object"}});
 }
 
-// Error (portico::Error) has no reason of its own: the handler says which
-// failure code of its RPC means which reason, and this adds it to the
-// status' ErrorDetails after the common translation.
-grpc::Status WithReason(grpc::Status status, grpc::StatusCode code, const char* reason) {
-  if (status.error_code() != code) return status;
-  api::v1::ErrorDetails details;
-  if (!status.error_details().empty()) details.ParseFromString(status.error_details());
-  details.set_reason(reason);
-  return grpc::Status(status.error_code(), status.error_message(), details.SerializeAsString());
-}
-
 void SetItemHeaders(rpc::Call& call, const v1::Item& item) {
   call.SetHeader("etag", ETagOf(item.version()));
 }
@@ -37,7 +25,7 @@ void SetItemHeaders(rpc::Call& call, const v1::Item& item) {
 
 grpc::Status DataServiceImpl::CreateItem(grpc::ServerContext* ctx,
                                          const v1::CreateItemRequest* req, v1::Item* resp) {
-  auto status = rpc::Handle(ctx, "portico.data.v1.DataService/CreateItem", [&](rpc::Call& call) -> Status {
+  return rpc::Handle(ctx, "portico.data.v1.DataService/CreateItem", [&](rpc::Call& call) -> Status {
     auto owner = Owner(call, verifier_);
     if (!owner.ok()) return std::move(owner).error();
     if (auto st = RequireData(req->has_data()); !st.ok()) return st;
@@ -50,10 +38,6 @@ grpc::Status DataServiceImpl::CreateItem(grpc::ServerContext* ctx,
     *resp = std::move(created->item);
     return {};
   });
-  status = WithReason(std::move(status), grpc::StatusCode::FAILED_PRECONDITION,
-                      kReasonIdempotencyKeyReused);
-  return WithReason(std::move(status), grpc::StatusCode::ALREADY_EXISTS,
-                    kReasonIdempotencyInFlight);
 }
 
 grpc::Status DataServiceImpl::GetItem(grpc::ServerContext* ctx, const v1::GetItemRequest* req,
@@ -151,7 +135,7 @@ grpc::Status DataServiceImpl::ListCollections(grpc::ServerContext* ctx,
 grpc::Status DataServiceImpl::ListChanges(grpc::ServerContext* ctx,
                                           const v1::ListChangesRequest* req,
                                           v1::ListChangesResponse* resp) {
-  auto status = rpc::Handle(ctx, "portico.data.v1.DataService/ListChanges", [&](rpc::Call& call) -> Status {
+  return rpc::Handle(ctx, "portico.data.v1.DataService/ListChanges", [&](rpc::Call& call) -> Status {
     auto owner = Owner(call, verifier_);
     if (!owner.ok()) return std::move(owner).error();
     auto changes = items_.ListChanges(owner->subject, req->collection(), req->since(),
@@ -160,7 +144,6 @@ grpc::Status DataServiceImpl::ListChanges(grpc::ServerContext* ctx,
     *resp = std::move(*changes);
     return {};
   });
-  return WithReason(std::move(status), grpc::StatusCode::FAILED_PRECONDITION, kReasonSinceTooOld);
 }
 
 grpc::Status DataAdminImpl::PurgeOwner(grpc::ServerContext* ctx, const v1::PurgeOwnerRequest* req,

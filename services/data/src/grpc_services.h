@@ -1,7 +1,7 @@
 #pragma once
 // gRPC transport of the data service: authenticate, decode, call Items,
-// encode, set ETag/Location/status headers, and refine error reasons
-// (ErrorDetails.reason) the gateway turns into 410, 412 and 422.
+// encode, set ETag/Location/status headers. Error reasons (410, 422, 409
+// refinements) come with the Errors Items returns.
 // WatchChanges is not overridden and answers UNIMPLEMENTED.
 
 #include "portico/data/v1/data.grpc.pb.h"
@@ -14,10 +14,6 @@ namespace portico::data {
 
 class Items;
 
-/// ErrorDetails.reason values this service sets (problem.cc maps them).
-inline constexpr char kReasonSinceTooOld[] = "SINCE_TOO_OLD";                   // 410
-inline constexpr char kReasonIdempotencyKeyReused[] = "IDEMPOTENCY_KEY_REUSED";  // 422
-inline constexpr char kReasonIdempotencyInFlight[] = "IDEMPOTENCY_IN_FLIGHT";    // 409
 
 class DataServiceImpl final : public v1::DataService::Service {
  public:

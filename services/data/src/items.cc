@@ -322,7 +322,8 @@ Result<CreateResult> Items::Create(std::string_view owner, std::string_view coll
       if (!locked->front().GetBool(0)) {
         return Error{ErrorCode::kAlreadyExists,
                      "a request with this Idempotency-Key is still in progress",
-                     {}};
+                     {},
+                     kReasonIdempotencyInFlight};
       }
       auto earlier = tx.Exec("SELECT request_hash = " + std::string(kRequestHash) +
                                  " AS same, response FROM idempotency_keys"
@@ -333,7 +334,8 @@ Result<CreateResult> Items::Create(std::string_view owner, std::string_view coll
         if (!earlier->front().GetBool("same")) {
           return Error{ErrorCode::kFailedPrecondition,
                        "this Idempotency-Key was used with a different request",
-                       {}};
+                       {},
+                       kReasonIdempotencyKeyReused};
         }
         CreateResult replay{{}, true};
         if (!google::protobuf::util::JsonStringToMessage(earlier->front().GetString("response"),
@@ -643,7 +645,8 @@ Result<v1::ListChangesResponse> Items::ListChanges(std::string_view owner,
       return Error{ErrorCode::kFailedPrecondition,
                    "since is older than the retained changes or not a position of this feed; "
                    "sync again from since=0",
-                   {}};
+                   {},
+                   kReasonSinceTooOld};
     }
   }
   v1::ListChangesResponse response;

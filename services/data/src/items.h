@@ -20,6 +20,11 @@ class Pool;
 
 namespace portico::data {
 
+/// Error::reason values Items sets (the gateway's problem table maps them).
+inline constexpr char kReasonSinceTooOld[] = "SINCE_TOO_OLD";                   // 410
+inline constexpr char kReasonIdempotencyKeyReused[] = "IDEMPOTENCY_KEY_REUSED";  // 422
+inline constexpr char kReasonIdempotencyInFlight[] = "IDEMPOTENCY_IN_FLIGHT";    // 409
+
 /// `^[a-z][a-z0-9_-]{0,62}$`; kInvalidArgument naming "collection" otherwise.
 Status ValidateCollection(std::string_view name);
 

@@ -160,8 +160,10 @@ std::string BufferToString(const grpc::ByteBuffer& buffer) {
   return out;
 }
 
-// Response metadata that becomes HTTP headers as-is.
-constexpr std::string_view kPassThrough[] = {"etag", "location", "retry-after", "cache-control"};
+// Response metadata that becomes HTTP headers as-is. (Retry-After is not
+// among them: a service says it in ErrorDetails.retry_after_seconds, which
+// the problem table turns into the header.)
+constexpr std::string_view kPassThrough[] = {"etag", "location", "cache-control"};
 
 void CopyMetadata(const std::multimap<grpc::string_ref, grpc::string_ref>& md,
                   std::vector<std::pair<std::string, std::string>>* headers,
@@ -680,13 +682,7 @@ HttpResponse RequestHandler::TranslateReply(Exchange& ex) {
                                         {"error", status.error_message()}});
     }
     r = ProblemResponse(ex, problem);
-    for (auto& h : headers) {
-      // The service's own Retry-After wins over the problem's default.
-      if (h.first == "retry-after") {
-        std::erase_if(r.headers, [](const auto& kv) { return kv.first == "Retry-After"; });
-      }
-      r.headers.push_back(std::move(h));
-    }
+    for (auto& h : headers) r.headers.push_back(std::move(h));
     return r;
   }
 

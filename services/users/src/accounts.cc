@@ -166,15 +166,16 @@ Result<v1::User> Accounts::Register(std::string_view email, std::string_view pas
 }
 
 Result<v1::TokenPair> Accounts::Login(std::string_view email, std::string_view password,
-                                      const ClientInfo& client, Deadline deadline,
-                                      std::int64_t* retry_after) {
+                                      const ClientInfo& client, Deadline deadline) {
   const Error invalid = Error::Unauthenticated("invalid e-mail or password");
   auto throttled = [&](std::int64_t seconds) -> Error {
-    if (retry_after) *retry_after = std::max<std::int64_t>(seconds, 1);
+    seconds = std::max<std::int64_t>(seconds, 1);
     Audit("auth.login_throttled", "sign-in throttled", log::Field("client_address", client.address));
     return Error{ErrorCode::kResourceExhausted,
-                 "too many failed sign-ins; try again in " + std::to_string(std::max<std::int64_t>(seconds, 1)) + " s",
-                 {}};
+                 "too many failed sign-ins; try again in " + std::to_string(seconds) + " s",
+                 {},
+                 {},
+                 static_cast<int>(seconds)};
   };
   if (const auto wait = AddressRetryAfter(client.address); wait > 0) return throttled(wait);
   auto normalized = NormalizeEmail(email);
@@ -526,8 +527,7 @@ Result<v1::User> Accounts::UpdateMe(const Caller& caller, std::string_view displ
 }
 
 Status Accounts::ChangePassword(const Caller& caller, std::string_view current_password,
-                                std::string_view new_password, Deadline deadline,
-                                std::int64_t* retry_after) {
+                                std::string_view new_password, Deadline deadline) {
   if (auto st = ValidatePassword(new_password, settings_.password_min_length, "newPassword");
       !st.ok()) {
     return st;
@@ -549,12 +549,13 @@ Status Accounts::ChangePassword(const Caller& caller, std::string_view current_p
   auto wait = ReserveAttempt(email, deadline);
   if (!wait.ok()) return std::move(wait).error();
   if (*wait > 0) {
-    if (retry_after) *retry_after = *wait;
     Audit("user.password_change_throttled", "password change throttled",
           log::Field("user_id", caller.user_id));
     return Error{ErrorCode::kResourceExhausted,
                  "too many wrong passwords; try again in " + std::to_string(*wait) + " s",
-                 {}};
+                 {},
+                 {},
+                 static_cast<int>(*wait)};
   }
   auto matched = passwords_.Verify(std::move(stored), std::string(current_password), deadline);
   if (!matched.ok()) return std::move(matched).error();

@@ -76,10 +76,9 @@ class Accounts {
   /// disabled account with the right password.
   /// Failed sign-ins are counted per account (in the database) and per
   /// client address (in this process); past the limits the answer is
-  /// kResourceExhausted and `*retry_after` (if given) says for how long.
+  /// kResourceExhausted, whose retry_after_seconds says for how long.
   Result<v1::TokenPair> Login(std::string_view email, std::string_view password,
-                              const ClientInfo& client, Deadline deadline,
-                              std::int64_t* retry_after = nullptr);
+                              const ClientInfo& client, Deadline deadline);
 
   /// Rotates a refresh token. kUnauthenticated for an unknown, expired or
   /// revoked one. A token already rotated more than the grace window ago
@@ -94,10 +93,9 @@ class Accounts {
   /// kInvalidArgument naming currentPassword if it is wrong, newPassword if
   /// it is invalid. Revokes every session but the caller's. A wrong current
   /// password counts as a failed sign-in of the account: past the limit the
-  /// answer is kResourceExhausted and `*retry_after` (if given) says for how long.
+  /// answer is kResourceExhausted, whose retry_after_seconds says for how long.
   Status ChangePassword(const Caller& caller, std::string_view current_password,
-                        std::string_view new_password, Deadline deadline,
-                        std::int64_t* retry_after = nullptr);
+                        std::string_view new_password, Deadline deadline);
   Result<v1::ListSessionsResponse> ListSessions(const Caller& caller, Deadline deadline);
   /// kNotFound unless it is one of the caller's live sessions.
   Status RevokeSession(const Caller& caller, std::string_view session_id, Deadline deadline);

@@ -64,14 +64,9 @@ grpc::Status AuthServiceImpl::Register(grpc::ServerContext* ctx, const v1::Regis
 grpc::Status AuthServiceImpl::Login(grpc::ServerContext* ctx, const v1::LoginRequest* req,
                                     v1::TokenPair* resp) {
   return rpc::Handle(ctx, "portico.users.v1.AuthService/Login", [&](Call& call) -> Status {
-    std::int64_t retry_after = 0;
     auto pair = accounts_.Login(req->email(), req->password(),
-                                {call.user_agent(), call.client_address()}, call.deadline(),
-                                &retry_after);
-    if (!pair.ok()) {
-      if (retry_after > 0) call.SetHeader("retry-after", std::to_string(retry_after));
-      return std::move(pair).error();
-    }
+                                {call.user_agent(), call.client_address()}, call.deadline());
+    if (!pair.ok()) return std::move(pair).error();
     *resp = std::move(*pair);
     return {};
   });
@@ -145,11 +140,8 @@ grpc::Status UserServiceImpl::ChangePassword(grpc::ServerContext* ctx,
   return rpc::Handle(ctx, "portico.users.v1.UserService/ChangePassword", [&](Call& call) -> Status {
     auto caller = Authorize(call, verifier_, Need::kUser, accounts_);
     if (!caller.ok()) return std::move(caller).error();
-    std::int64_t retry_after = 0;
-    Status st = accounts_.ChangePassword(*caller, req->current_password(), req->new_password(),
-                                         call.deadline(), &retry_after);
-    if (retry_after > 0) call.SetHeader("retry-after", std::to_string(retry_after));
-    return st;
+    return accounts_.ChangePassword(*caller, req->current_password(), req->new_password(),
+                                    call.deadline());
   });
 }
 

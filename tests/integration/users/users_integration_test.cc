@@ -415,18 +415,16 @@ TEST_F(AccountsFlowTest, FailedSignInsThrottlePerAccountAndPerAddress) {
   settings_.login_max_failures = 2;
   settings_.login_address_max_failures = 4;
   Make("t@example.com");
-  std::int64_t retry = 0;
   for (int i = 0; i < 2; ++i) {
-    EXPECT_EQ(accounts_->Login("t@example.com", "wrong wrong wrong", {"", "1.1.1.1"}, Soon(), &retry)
+    EXPECT_EQ(accounts_->Login("t@example.com", "wrong wrong wrong", {"", "1.1.1.1"}, Soon())
                   .error()
                   .code,
               ErrorCode::kUnauthenticated);
   }
-  auto locked = accounts_->Login("t@example.com", "correct horse battery", {"", "2.2.2.2"}, Soon(),
-                                 &retry);
+  auto locked = accounts_->Login("t@example.com", "correct horse battery", {"", "2.2.2.2"}, Soon());
   ASSERT_FALSE(locked.ok());
   EXPECT_EQ(locked.error().code, ErrorCode::kResourceExhausted);
-  EXPECT_GT(retry, 250);  // 5 min lockout by default
+  EXPECT_GT(locked.error().retry_after_seconds, 250);  // 5 min lockout by default
   // The lock lives in the database, so another replica sees it.
   EXPECT_EQ(Count("SELECT count(*) FROM login_failures WHERE locked_until > now()"), 1);
 
@@ -435,11 +433,10 @@ TEST_F(AccountsFlowTest, FailedSignInsThrottlePerAccountAndPerAddress) {
     (void)accounts_->Login("x" + std::to_string(i) + "@example.com", "wrong wrong wrong",
                            {"", "3.3.3.3"}, Soon());
   }
-  retry = 0;
   auto by_address = accounts_->Login("t2@example.com", "whatever whatever", {"", "3.3.3.3"},
-                                     Soon(), &retry);
+                                     Soon());
   EXPECT_EQ(by_address.error().code, ErrorCode::kResourceExhausted);
-  EXPECT_GT(retry, 0);
+  EXPECT_GT(by_address.error().retry_after_seconds, 0);
 }
 
 TEST_F(AccountsFlowTest, PersonalAccessTokensIntrospectToScopedShortLivedTokens) {
@@ -592,12 +589,14 @@ std::pair<int, int> ConcurrentGuesses(Accounts& accounts, const std::string& ema
   std::vector<std::thread> threads;
   for (int i = 0; i < n; ++i) {
     threads.emplace_back([&, i] {
-      std::int64_t retry = 0;
       // Distinct addresses: only the per-account throttle is under test.
       auto r = accounts.Login(email, "wrong guess number " + std::to_string(i),
-                              {"", "10.1.0." + std::to_string(i)}, Soon(), &retry);
+                              {"", "10.1.0." + std::to_string(i)}, Soon());
       if (!r.ok() && r.error().code == ErrorCode::kUnauthenticated) ++checked;
-      if (!r.ok() && r.error().code == ErrorCode::kResourceExhausted && retry > 0) ++throttled;
+      if (!r.ok() && r.error().code == ErrorCode::kResourceExhausted &&
+          r.error().retry_after_seconds > 0) {
+        ++throttled;
+      }
     });
   }
   for (auto& t : threads) t.join();
@@ -612,12 +611,11 @@ TEST_F(AccountsFlowTest, ConcurrentGuessesNeverGetPastThePerAccountLimit) {
   auto [checked, throttled] = ConcurrentGuesses(*accounts_, "brute@example.com", 40);
   EXPECT_EQ(checked, 3);
   EXPECT_EQ(throttled, 37);
-  std::int64_t retry = 0;
   auto right = accounts_->Login("brute@example.com", "correct horse battery", {"", "10.2.0.1"},
-                                Soon(), &retry);
+                                Soon());
   ASSERT_FALSE(right.ok());
   EXPECT_EQ(right.error().code, ErrorCode::kResourceExhausted);
-  EXPECT_GT(retry, 250);
+  EXPECT_GT(right.error().retry_after_seconds, 250);
 
   // An unknown e-mail behaves exactly the same.
   auto [ghost_checked, ghost_throttled] =
@@ -649,12 +647,11 @@ TEST_F(AccountsFlowTest, WrongCurrentPasswordsAreThrottledLikeSignIns) {
     EXPECT_EQ(wrong.error().code, ErrorCode::kInvalidArgument);
   }
   // Locked: even the right current password is refused, and so is sign-in.
-  std::int64_t retry = 0;
   auto locked = accounts_->ChangePassword(me, "correct horse battery", "a brand new password",
-                                          Soon(), &retry);
+                                          Soon());
   ASSERT_FALSE(locked.ok());
   EXPECT_EQ(locked.error().code, ErrorCode::kResourceExhausted);
-  EXPECT_GT(retry, 250);
+  EXPECT_GT(locked.error().retry_after_seconds, 250);
   EXPECT_EQ(accounts_->Login("cp@example.com", "correct horse battery", {"", "10.3.0.1"}, Soon())
                 .error()
                 .code,

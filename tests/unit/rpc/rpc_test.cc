@@ -46,6 +46,21 @@ TEST(Status, VersionMismatchAndFieldsTravelInDetails) {
   EXPECT_TRUE(ToGrpcStatus(Status()).ok());
 }
 
+TEST(Status, ReasonAndRetryAfterTravelInDetails) {
+  Error gone{ErrorCode::kFailedPrecondition, "too old", {}, "SINCE_TOO_OLD"};
+  grpc::Status s = ToGrpcStatus(gone);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  Error back = FromGrpcStatus(s);
+  EXPECT_EQ(back.code, ErrorCode::kFailedPrecondition);
+  EXPECT_EQ(back.reason, "SINCE_TOO_OLD");
+
+  Error busy{ErrorCode::kResourceExhausted, "slow down", {}, {}, 42};
+  api::v1::ErrorDetails details;
+  ASSERT_TRUE(details.ParseFromString(ToGrpcStatus(busy).error_details()));
+  EXPECT_EQ(details.retry_after_seconds(), 42);
+  EXPECT_EQ(FromGrpcStatus(ToGrpcStatus(busy)).retry_after_seconds, 42);
+}
+
 TEST(Status, InternalMessagesDoNotCrossProcesses) {
   grpc::Status s = ToGrpcStatus(Error::Internal("relation \"users\" does not exist"));
   EXPECT_EQ(s.error_code(), grpc::StatusCode::INTERNAL);

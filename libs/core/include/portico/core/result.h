@@ -40,6 +40,10 @@ struct Error {
   ErrorCode code = ErrorCode::kInternal;
   std::string message;                 // Safe to show to the caller.
   std::vector<FieldViolation> fields;  // For kInvalidArgument.
+  // A machine-readable refinement of `code` that clients may act on, e.g.
+  // "SINCE_TOO_OLD" (the gateway answers it with 410). Empty for most errors.
+  std::string reason;
+  int retry_after_seconds = 0;  // For kResourceExhausted: when to try again.
 
   static Error InvalidArgument(std::string msg, std::vector<FieldViolation> f = {}) {
     return {ErrorCode::kInvalidArgument, std::move(msg), std::move(f)};
