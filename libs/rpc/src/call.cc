@@ -166,7 +166,7 @@ Result<Principal> Call::Authenticate(const auth::Verifier& verifier) {
     }
   }
   subject_ = claims->sub;
-  return Principal{claims->sub, claims->role, claims->scopes};
+  return Principal{claims->sub, claims->role, claims->scopes, claims->jti};
 }
 
 Result<Principal> Call::Authorize(const auth::Verifier& verifier,

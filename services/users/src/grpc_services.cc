@@ -24,12 +24,8 @@ Result<Caller> Authorize(Call& call, const auth::Verifier& verifier, Need need,
   auto principal = need == Need::kAdmin ? call.Authorize(verifier, {"ADMIN"})
                                         : call.Authorize(verifier, {"USER", "ADMIN"});
   if (!principal.ok()) return std::move(principal).error();
-  // Verified just above (and cached): read the claims the principal omits.
-  const std::string header = call.Metadata("authorization");
-  auto claims = verifier.Verify(std::string_view(header).substr(7));
-  if (!claims.ok()) return std::move(claims).error();
   if (need == Need::kAdmin) {
-    auto account = accounts.GetUser(claims->sub, call.deadline());
+    auto account = accounts.GetUser(principal->subject, call.deadline());
     if (!account.ok() && account.error().code != ErrorCode::kNotFound) {
       return std::move(account).error();
     }
@@ -37,7 +33,7 @@ Result<Caller> Authorize(Call& call, const auth::Verifier& verifier, Need need,
       return Error::PermissionDenied("this operation requires the ADMIN role");
     }
   }
-  return Caller{claims->sub, SessionIdFromJti(claims->jti), principal->IsAdmin()};
+  return Caller{principal->subject, SessionIdFromJti(principal->token_id), principal->IsAdmin()};
 }
 
 // The same, for RPCs on the caller's own account: an account deleted since

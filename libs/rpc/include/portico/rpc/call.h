@@ -27,6 +27,7 @@ struct Principal {
   std::string subject;  // user id, or the service name for role SERVICE
   std::string role;     // "USER", "ADMIN" or "SERVICE"
   std::vector<std::string> scopes;
+  std::string token_id;  // the token's `jti`
   bool IsAdmin() const { return role == "ADMIN"; }
 };
 
