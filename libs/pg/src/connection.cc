@@ -138,6 +138,18 @@ Error Connection::Lost(std::string message) {
   return Error::Unavailable("database connection lost");
 }
 
+Error Connection::Stalled() {
+  broken_ = true;
+  last_error_message_ = "no answer from the server before the deadline";
+  return Error{ErrorCode::kDeadlineExceeded, "deadline exceeded", {}};
+}
+
+Status Connection::AwaitResult(Deadline wait_limit) {
+  bool timed_out = false;
+  if (WaitForResult(wait_limit, &timed_out)) return {};
+  return timed_out ? Stalled() : Lost(PQerrorMessage(conn_));
+}
+
 Error Connection::Failure(const PGresult* result) {
   const char* state = result ? PQresultErrorField(result, PG_DIAG_SQLSTATE) : nullptr;
   const char* constraint = result ? PQresultErrorField(result, PG_DIAG_CONSTRAINT_NAME) : nullptr;
@@ -207,17 +219,7 @@ Result<Rows> Connection::Run(std::string_view sql, std::span<const Param> params
   UniqueResult first_error;
   UniqueResult last;
   while (queries_left > 0 || !sync_seen) {
-    bool timed_out = false;
-    if (!WaitForResult(wait_limit, &timed_out)) {
-      if (timed_out) {
-        // The server did not honour statement_timeout in time; the
-        // connection's state is unknown, so it is not reused.
-        broken_ = true;
-        last_error_message_ = "no answer from the server before the deadline";
-        return Error{ErrorCode::kDeadlineExceeded, "deadline exceeded", {}};
-      }
-      return Lost(PQerrorMessage(conn_));
-    }
+    if (auto ready = AwaitResult(wait_limit); !ready.ok()) return std::move(ready).error();
     UniqueResult r(PQgetResult(conn_));
     if (r == nullptr) {
       if (PQstatus(conn_) != CONNECTION_OK) break;
@@ -291,15 +293,7 @@ Status Connection::ExecScript(std::string_view sql, Deadline deadline) {
   Deadline wait_limit = WaitLimitFor(deadline);
   UniqueResult first_error;
   for (;;) {
-    bool timed_out = false;
-    if (!WaitForResult(wait_limit, &timed_out)) {
-      if (timed_out) {
-        broken_ = true;
-        last_error_message_ = "no answer from the server before the deadline";
-        return Error{ErrorCode::kDeadlineExceeded, "deadline exceeded", {}};
-      }
-      return Lost(PQerrorMessage(conn_));
-    }
+    if (auto ready = AwaitResult(wait_limit); !ready.ok()) return ready;
     UniqueResult r(PQgetResult(conn_));
     if (r == nullptr) break;
     ExecStatusType status = PQresultStatus(r.get());

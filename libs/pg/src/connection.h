@@ -71,6 +71,13 @@ class Connection {
   bool WaitForResult(Deadline wait_limit, bool* timed_out);
   Error Failure(const PGresult* result);
   Error Lost(std::string message);
+  /// The result did not come by the wait limit: the server ignored
+  /// statement_timeout, so the connection's state is unknown and it is not
+  /// reused. kDeadlineExceeded.
+  Error Stalled();
+  /// Waits for the next result until `wait_limit`; an Error if none came
+  /// (Stalled) or the connection failed (Lost).
+  Status AwaitResult(Deadline wait_limit);
   void ClearLastError();
 
   PGconn* conn_;
