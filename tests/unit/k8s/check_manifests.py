@@ -29,6 +29,9 @@ HTTP_PORT = 8080
 # The drain each binary allows itself after SIGTERM (10 s grace; the gateway
 # then spends up to 4 s cancelling and closing), plus a margin.
 SHUTDOWN_GRACE_S = 10 + 4 + 2
+# Connections kept free of the services' pools: PostgreSQL's superuser
+# reserve (3 by default), the migration Jobs, a backup, monitoring and a psql.
+DB_RESERVE = 20
 # Secrets the operator creates (docs/operations.md, Kubernetes).
 EXTERNAL_SECRETS = {"portico-users-db", "portico-data-db", "portico-data-secrets"}
 
@@ -48,7 +51,10 @@ def render(kubectl, path):
 
 def accepted_vars(binary):
     """PORTICO_* variables (and *_FILE forms of secrets) that `binary --help` lists."""
-    out = subprocess.run([binary, "--help"], capture_output=True, text=True).stdout
+    try:
+        out = subprocess.run([binary, "--help"], capture_output=True, text=True).stdout
+    except OSError as e:
+        sys.exit(f"cannot run {binary} --help: {e}")
     names = set(re.findall(r"^  (PORTICO_[A-Z0-9_]+)$", out, re.M))
     names |= set(re.findall(r"file named by (PORTICO_[A-Z0-9_]+_FILE)", out))
     if not names:
@@ -532,6 +538,58 @@ def check_rendering(docs, accepted, ns):
         fail("PostgreSQL", "expected one postgresql.cnpg.io/v1 Cluster")
     else:
         check_network_policies(docs, ns)
+        check_connection_budget(docs)
+    check_hashing(docs)
+
+
+def check_connection_budget(docs):
+    """At their autoscalers' maximum, plus the rolling update's surge, the
+    pools of users and data fit in max_connections with DB_RESERVE to spare."""
+    (cname, cluster), = by_kind(docs, "Cluster").items()
+    limit = int(cluster["spec"].get("postgresql", {}).get("parameters", {})
+                .get("max_connections", 100))
+    total = 0
+    for svc in ("users", "data"):
+        dep = by_kind(docs, "Deployment")[f"portico-{svc}"]
+        hpa = by_kind(docs, "HorizontalPodAutoscaler")[f"portico-{svc}"]
+        env = container_env(dep, by_kind(docs, "ConfigMap"), f"portico-{svc}")
+        pool = int(env.get("PORTICO_DB_POOL_SIZE") or 10)
+        surge = dep["spec"].get("strategy", {}).get("rollingUpdate", {}).get("maxSurge", "25%")
+        n = hpa["spec"]["maxReplicas"]
+        extra = -(-n * int(surge[:-1]) // 100) if str(surge).endswith("%") else int(surge)
+        total += (n + extra) * pool
+    if total + DB_RESERVE > limit:
+        fail(f"Cluster {cname}", f"max_connections {limit} < {total} pooled connections at the "
+                                 f"autoscalers' maximum (with surge) + {DB_RESERVE} reserved")
+
+
+def quantity(q):
+    """A Kubernetes memory quantity in bytes, or a CPU quantity in cores."""
+    q = str(q)
+    units = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "m": 1e-3}
+    for u, f in units.items():
+        if q.endswith(u):
+            return float(q[:-len(u)]) * f
+    return float(q)
+
+
+def check_hashing(docs):
+    """users hashes passwords on PORTICO_HASH_WORKERS threads of
+    PORTICO_ARGON2_MEMORY each: set explicitly (the default follows the
+    node's CPUs), within the CPU limit, and the memory fits the limit."""
+    dep = by_kind(docs, "Deployment")["portico-users"]
+    env = container_env(dep, by_kind(docs, "ConfigMap"), "portico-users")
+    limits = pod_spec(dep)["containers"][0]["resources"]["limits"]
+    workers = int(env.get("PORTICO_HASH_WORKERS") or 0)
+    if workers < 1:
+        fail("portico-users", "PORTICO_HASH_WORKERS not set: it would follow the node's CPUs")
+        return
+    if workers > max(1, round(quantity(limits["cpu"]))):
+        fail("portico-users", f"{workers} hash workers for a CPU limit of {limits['cpu']}")
+    argon = env.get("PORTICO_ARGON2_MEMORY") or "19Mi"
+    need = workers * quantity(argon.replace("MiB", "Mi").replace("KiB", "Ki")) + 100 * 2**20
+    if need > quantity(limits["memory"]):
+        fail("portico-users", f"memory limit {limits['memory']} < {workers} x {argon} + 100Mi")
 
 
 def check_overlay(base, overlay):
