@@ -77,3 +77,29 @@ pg_ensure_db() {
     psql -h 127.0.0.1 -p "$port" -U postgres -qc "CREATE DATABASE $name" postgres
   fi
 }
+
+# pg_local_use <dir>: the local cluster of scripts/run, for scripts that work
+# on its databases: sets PG_PORT; starts it if it is not running and then
+# sets STARTED_PG=<dir> (the caller stops it with pg_local_stop).
+pg_local_use() {
+  local dir="$1"
+  if [ ! -f "$dir/data/PG_VERSION" ]; then
+    echo "no local PostgreSQL in $dir (scripts/run makes one); or give database URLs" >&2
+    return 1
+  fi
+  if ! as_pg "$PG_BIN/pg_ctl" -D "$dir/data" status >/dev/null 2>&1; then
+    pg_local_start "$dir"
+    STARTED_PG="$dir"
+  fi
+  PG_PORT="$(cat "$dir/port")"
+}
+
+# utc_now: the time as RFC 3339 UTC with milliseconds.
+utc_now() { date -u +%Y-%m-%dT%H:%M:%S.%3NZ; }
+
+# url_location <libpq URI>: the URI without credentials or parameters, for
+# messages and manifests.
+url_location() {
+  local url="${1%%\?*}"
+  sed -E 's#^(postgres(ql)?://)[^@/]*@#\1#' <<<"$url"
+}

@@ -113,6 +113,7 @@ Stack::Stack(StackOptions options) {
   const std::string users_db = pg.CreateDatabase("e2e_users_" + suffix);
   users_db_ = users_db;
   const std::string data_db = pg.CreateDatabase("e2e_data_" + suffix);
+  data_db_ = data_db;
   ports_ = {FreeTcpPort(), FreeTcpPort(), FreeTcpPort(),
             FreeTcpPort(), FreeTcpPort(), FreeTcpPort()};
   auto addr = [](std::uint16_t p) { return "127.0.0.1:" + std::to_string(p); };
@@ -168,6 +169,22 @@ void Stack::RestartUsers(const std::vector<std::string>& extra_env) {
   StartUsers(extra_env);
   WaitReady(ports_.users_admin);
   // The gateway reconnects on its own schedule: wait until it reaches users.
+  if (!WaitForHttp200(ports_.http, "/v1/auth/jwks", 60000)) {
+    throw std::runtime_error("the gateway does not reach the restarted users service:\n" +
+                             Logs());
+  }
+}
+
+void Stack::StopUsers() {
+  if (const int rc = users_->Stop(); rc != 0) {
+    throw std::runtime_error("users exited " + std::to_string(rc) + ":\n" + Logs());
+  }
+}
+
+void Stack::StartUsersAgain() {
+  past_logs_ += "----- users (stopped) -----\n" + users_->Log();
+  StartUsers({});
+  WaitReady(ports_.users_admin);
   if (!WaitForHttp200(ports_.http, "/v1/auth/jwks", 60000)) {
     throw std::runtime_error("the gateway does not reach the restarted users service:\n" +
                              Logs());

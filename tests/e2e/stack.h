@@ -55,6 +55,11 @@ class Stack {
   /// again on the same ports and database, with `extra_env` on top of the
   /// stack's variables; waits until it is ready and the gateway reaches it.
   void RestartUsers(const std::vector<std::string>& extra_env = {});
+  /// Stops users (throws unless it exits 0); its ports stay reserved.
+  void StopUsers();
+  /// Starts users again after StopUsers, on the same ports and database;
+  /// waits until it is ready and the gateway reaches it.
+  void StartUsersAgain();
   /// Stops data (throws unless it exits 0); its ports stay reserved.
   void StopData();
   /// Starts data again on the same ports and database; waits until ready.
@@ -66,6 +71,8 @@ class Stack {
   Process& gateway() { return *gateway_; }
   /// The users service's database (for running its sub-commands).
   const std::string& users_database_url() const { return users_db_; }
+  /// The data service's database.
+  const std::string& data_database_url() const { return data_db_; }
   /// Path of the portico-users binary.
   static std::string UsersBinary();
   /// Every process's log, for failure messages and log assertions.
@@ -78,8 +85,8 @@ class Stack {
   std::string dir_;
   int restarts_ = 0;
   std::vector<std::string> users_env_, data_env_;
-  std::string past_logs_;
-  std::string users_db_;  // of processes that were stopped and replaced
+  std::string past_logs_;  // of processes that were stopped and replaced
+  std::string users_db_, data_db_;
   StackPorts ports_{};
   std::unique_ptr<Process> users_, data_, gateway_;
 };

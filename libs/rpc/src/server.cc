@@ -22,6 +22,11 @@ Status Server::Start() {
   // gRPC sets SO_REUSEPORT by default, which would let a second process
   // silently share our port; a busy address must fail the start instead.
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+  // Clients re-resolve a dns:/// target only when a connection ends: closing
+  // each connection gracefully (GOAWAY, in-flight calls finish) after a few
+  // minutes lets round_robin clients find replicas added since they
+  // connected, e.g. by an autoscaler.
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_AGE_MS, 5 * 60 * 1000);
   builder.AddListeningPort(options_.address, grpc::InsecureServerCredentials(), &port_);
   grpc::ResourceQuota quota("portico-rpc");
   quota.SetMaxThreads(options_.max_threads);

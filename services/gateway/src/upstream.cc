@@ -27,7 +27,13 @@ Result<std::unique_ptr<Upstreams>> Upstreams::Create(const std::vector<Upstream>
     if (target == nullptr) {
       auto t = std::make_unique<Target>();
       t->name = best->target;
-      t->channel = grpc::CreateChannel(best->target, grpc::InsecureChannelCredentials());
+      // round_robin: with a dns:/// target that resolves to every replica
+      // (a headless Service), calls spread over all of them; the default
+      // pick_first would send everything to one.
+      grpc::ChannelArguments args;
+      args.SetLoadBalancingPolicyName("round_robin");
+      t->channel =
+          grpc::CreateCustomChannel(best->target, grpc::InsecureChannelCredentials(), args);
       t->stub = std::make_unique<grpc::GenericStub>(t->channel);
       target = t.get();
       out->targets_.push_back(std::move(t));

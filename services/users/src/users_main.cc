@@ -177,6 +177,7 @@ int Main(int argc, char** argv) {
   // Retry a data service that was down soon after it is back.
   channel_args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 200);
   channel_args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
+  channel_args.SetLoadBalancingPolicyName("round_robin");  // every data replica
   PurgeDispatcher purges(pool, keys, settings,
                          grpc::CreateCustomChannel(settings.data_target,
                                                    grpc::InsecureChannelCredentials(),
