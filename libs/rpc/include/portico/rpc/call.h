@@ -102,4 +102,22 @@ std::vector<std::string> AcceptedScopes(std::string_view method);
 std::string NewTraceId();
 std::string NewSpanId();
 
+/// A W3C `traceparent` (version 00): the trace, the span that sent it, flags.
+struct TraceParent {
+  std::string trace_id;  // 32 lower-case hex, not all zero
+  std::string span_id;   // 16 lower-case hex, not all zero
+  std::string flags;     // 2 lower-case hex
+};
+
+/// Parses "00-<trace id>-<span id>-<flags>"; nullopt if malformed or an id
+/// is all zeros (the caller then starts a new trace).
+std::optional<TraceParent> ParseTraceParent(std::string_view header);
+/// The header value for `tp`.
+std::string FormatTraceParent(const TraceParent& tp);
+
+/// The current thread's log context (request id, trace, span) as the
+/// `traceparent` a later, asynchronous continuation of the same work should
+/// carry (e.g. stored with an outbox row); "" outside a request.
+std::string CurrentTraceParent();
+
 }  // namespace portico::rpc
