@@ -11,6 +11,7 @@
 #include <boost/json.hpp>
 #include <chrono>
 #include <functional>
+#include <sstream>
 #include <future>
 #include <string>
 #include <thread>
@@ -240,6 +241,28 @@ TEST(Health, GatewayFinishesTheRequestInFlightOnSigtermAndRefusesNewOnes) {
   auto list = Call("GET", "/v1/collections/slow/items", "", Bearer(slow.owner.tokens.access));
   ASSERT_EQ(list.status, 200) << list.body;
   EXPECT_EQ(Json(list).at("items").as_array().size(), 2u);
+}
+
+}  // namespace
+}  // namespace portico::testing
+
+namespace portico::testing {
+namespace {
+
+// Last: what the outages above made the processes write is still one JSON
+// object per line (gRPC's own diagnostics included).
+TEST(Health, LogsStayJsonLinesThroughOutagesAndRestarts) {
+  std::istringstream in(RunningStack().Logs());
+  std::string line;
+  int lines = 0;
+  while (std::getline(in, line)) {
+    if (line.empty() || line.starts_with("----- ")) continue;
+    boost::system::error_code ec;
+    const json::value v = json::parse(line, ec);
+    EXPECT_TRUE(!ec && v.is_object()) << line;
+    ++lines;
+  }
+  EXPECT_GT(lines, 0);
 }
 
 }  // namespace
