@@ -134,7 +134,8 @@ std::string FormatTraceParent(const TraceParent& tp) {
 std::string CurrentTraceParent() {
   const log::Context& ctx = log::CurrentContext();
   if (ctx.trace_id.empty() || ctx.span_id.empty()) return {};
-  return FormatTraceParent({ctx.trace_id, ctx.span_id, "01"});
+  return FormatTraceParent(
+      {ctx.trace_id, ctx.span_id, ctx.trace_flags.size() == 2 ? ctx.trace_flags : "01"});
 }
 
 std::vector<std::string> AcceptedScopes(std::string_view method) {
@@ -235,7 +236,8 @@ grpc::Status Handle(grpc::ServerContext* ctx, std::string_view method,
   auto& metrics = RpcMetrics::Get();
   InFlight in_flight(metrics.in_flight);
   Call call(ctx, method);
-  log::ScopedContext scope({call.request_id(), call.trace_id(), call.span_id()});
+  log::ScopedContext scope(
+      {call.request_id(), call.trace_id(), call.span_id(), call.trace_flags()});
   grpc::Status status;
   try {
     status = ToGrpcStatus(handler(call));

@@ -132,7 +132,7 @@ Result<int> PurgeDispatcher::DeliverDue(std::stop_token stop) {
     }
     trace.span_id = rpc::NewSpanId();
     log::ScopedContext scope({request_id.empty() ? NewUuidV7() : request_id, trace.trace_id,
-                              trace.span_id});
+                              trace.span_id, trace.flags});
     const Status st = Purge(owner, trace, stop);
     auto lease = pool_.Acquire(deadline);
     if (!lease.ok()) return std::move(lease).error();

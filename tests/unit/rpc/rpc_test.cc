@@ -289,6 +289,10 @@ TEST(TraceParent, CurrentTraceParentContinuesTheLogContext) {
   EXPECT_EQ(CurrentTraceParent(), "");
   log::ScopedContext scope({"req-1", "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"});
   EXPECT_EQ(CurrentTraceParent(), "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+  // An unsampled trace stays unsampled.
+  log::ScopedContext inner(
+      {"req-2", "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7", "00"});
+  EXPECT_EQ(CurrentTraceParent(), "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00");
 }
 
 TEST(Server, BusyAddressIsUnavailable) {
