@@ -69,6 +69,19 @@ bool Process::Running() {
   return false;
 }
 
+void Process::Signal(int sig) {
+  if (Running()) kill(pid_, sig);
+}
+
+int Process::WaitForExit(int timeout_ms) {
+  const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  while (Running()) {
+    if (std::chrono::steady_clock::now() > until) return -1;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return exit_code_;
+}
+
 int Process::Stop() {
   if (pid_ <= 0) return exit_code_;
   kill(pid_, SIGTERM);
@@ -136,13 +149,12 @@ Stack::Stack(StackOptions options) {
                     options.data_env);
   StartUsers({});
   data_ = std::make_unique<Process>("data", PORTICO_DATA_BIN, data_env_, dir_ + "/data.log");
-  gateway_ = std::make_unique<Process>(
-      "gateway", PORTICO_GATEWAY_BIN,
-      with({"PORTICO_HTTP_ADDR=" + addr(ports_.http),
-            "PORTICO_ADMIN_ADDR=" + addr(ports_.gateway_admin),
-            "PORTICO_USERS_TARGET=" + addr(ports_.users_grpc),
-            "PORTICO_DATA_TARGET=" + addr(ports_.data_grpc)}),
-      dir_ + "/gateway.log");
+  gateway_env_ = with({"PORTICO_HTTP_ADDR=" + addr(ports_.http),
+                       "PORTICO_ADMIN_ADDR=" + addr(ports_.gateway_admin),
+                       "PORTICO_USERS_TARGET=" + addr(ports_.users_grpc),
+                       "PORTICO_DATA_TARGET=" + addr(ports_.data_grpc)});
+  gateway_ = std::make_unique<Process>("gateway", PORTICO_GATEWAY_BIN, gateway_env_,
+                                       dir_ + "/gateway.log");
   for (auto port : {ports_.users_admin, ports_.data_admin, ports_.gateway_admin}) {
     WaitReady(port);
   }
@@ -198,10 +210,25 @@ void Stack::StopData() {
 }
 
 void Stack::StartData() {
+  data_->Stop();  // no-op unless it still runs
   past_logs_ += "----- data (stopped) -----\n" + data_->Log();
   data_ = std::make_unique<Process>("data", PORTICO_DATA_BIN, data_env_,
                                     dir_ + "/data." + std::to_string(restarts_++) + ".log");
   WaitReady(ports_.data_admin);
+}
+
+void Stack::StopGateway() {
+  if (const int rc = gateway_->Stop(); rc != 0) {
+    throw std::runtime_error("gateway exited " + std::to_string(rc) + ":\n" + Logs());
+  }
+}
+
+void Stack::StartGateway() {
+  gateway_->Stop();  // no-op unless it still runs
+  past_logs_ += "----- gateway (stopped) -----\n" + gateway_->Log();
+  gateway_ = std::make_unique<Process>("gateway", PORTICO_GATEWAY_BIN, gateway_env_,
+                                       dir_ + "/gateway." + std::to_string(restarts_++) + ".log");
+  WaitReady(ports_.gateway_admin);
 }
 
 Stack::~Stack() {

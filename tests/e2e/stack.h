@@ -21,6 +21,11 @@ class Process {
   /// 128 + signal if it died of one. Idempotent.
   int Stop();
   bool Running();
+  /// Sends `sig` to the process (nothing if it has exited).
+  void Signal(int sig);
+  /// Waits up to `timeout_ms` for the process to exit, without signalling
+  /// it. Its exit code (as Stop), or -1 if it still runs.
+  int WaitForExit(int timeout_ms);
   std::string Log() const;
   const std::string& name() const { return name_; }
 
@@ -63,7 +68,13 @@ class Stack {
   /// Stops data (throws unless it exits 0); its ports stay reserved.
   void StopData();
   /// Starts data again on the same ports and database; waits until ready.
+  /// Also after data was stopped by other means (e.g. a test's SIGTERM).
   void StartData();
+  /// Stops the gateway (throws unless it exits 0); its ports stay reserved.
+  void StopGateway();
+  /// Starts the gateway again on the same ports; waits until ready. Also
+  /// after it was stopped by other means.
+  void StartGateway();
 
   const StackPorts& ports() const { return ports_; }
   Process& users() { return *users_; }
@@ -71,7 +82,7 @@ class Stack {
   Process& gateway() { return *gateway_; }
   /// The users service's database (for running its sub-commands).
   const std::string& users_database_url() const { return users_db_; }
-  /// The data service's database.
+  /// The data service's database (for tests that hold its locks).
   const std::string& data_database_url() const { return data_db_; }
   /// Path of the portico-users binary.
   static std::string UsersBinary();
@@ -84,7 +95,7 @@ class Stack {
 
   std::string dir_;
   int restarts_ = 0;
-  std::vector<std::string> users_env_, data_env_;
+  std::vector<std::string> users_env_, data_env_, gateway_env_;
   std::string past_logs_;  // of processes that were stopped and replaced
   std::string users_db_, data_db_;
   StackPorts ports_{};

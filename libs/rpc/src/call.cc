@@ -2,6 +2,7 @@
 
 #include <prometheus/counter.h>
 #include <prometheus/family.h>
+#include <prometheus/gauge.h>
 #include <prometheus/histogram.h>
 #include <prometheus/registry.h>
 #include <google/protobuf/descriptor.h>
@@ -51,6 +52,7 @@ bool SaneRequestId(std::string_view id) {
 struct RpcMetrics {
   prometheus::Family<prometheus::Counter>& requests;
   prometheus::Family<prometheus::Histogram>& duration;
+  prometheus::Gauge& in_flight;
   static RpcMetrics& Get() {
     static RpcMetrics m{
         prometheus::BuildCounter()
@@ -60,9 +62,26 @@ struct RpcMetrics {
         prometheus::BuildHistogram()
             .Name("portico_grpc_request_duration_seconds")
             .Help("gRPC handler latency, by method")
-            .Register(*admin::Registry())};
+            .Register(*admin::Registry()),
+        prometheus::BuildGauge()
+            .Name("portico_grpc_in_flight_requests")
+            .Help("gRPC calls being handled")
+            .Register(*admin::Registry())
+            .Add({})};
     return m;
   }
+};
+
+// Keeps the in-flight gauge right however the handler leaves.
+class InFlight {
+ public:
+  explicit InFlight(prometheus::Gauge& g) : gauge_(g) { gauge_.Increment(); }
+  ~InFlight() { gauge_.Decrement(); }
+  InFlight(const InFlight&) = delete;
+  InFlight& operator=(const InFlight&) = delete;
+
+ private:
+  prometheus::Gauge& gauge_;
 };
 
 const char* GrpcCodeName(grpc::StatusCode code) {
@@ -93,6 +112,32 @@ const char* GrpcCodeName(grpc::StatusCode code) {
 std::string NewTraceId() { return RandomHex(16); }
 std::string NewSpanId() { return RandomHex(8); }
 
+std::optional<TraceParent> ParseTraceParent(std::string_view tp) {
+  // 00-<32 hex trace id>-<16 hex parent span id>-<2 hex flags>
+  if (tp.size() != 55 || tp.substr(0, 3) != "00-" || tp[35] != '-' || tp[52] != '-') {
+    return std::nullopt;
+  }
+  const auto trace = tp.substr(3, 32);
+  const auto span = tp.substr(36, 16);
+  const auto flags = tp.substr(53, 2);
+  if (!IsLowerHex(trace, 32) || !IsLowerHex(span, 16) || !IsLowerHex(flags, 2) ||
+      trace == std::string(32, '0') || span == std::string(16, '0')) {
+    return std::nullopt;
+  }
+  return TraceParent{std::string(trace), std::string(span), std::string(flags)};
+}
+
+std::string FormatTraceParent(const TraceParent& tp) {
+  return "00-" + tp.trace_id + "-" + tp.span_id + "-" + tp.flags;
+}
+
+std::string CurrentTraceParent() {
+  const log::Context& ctx = log::CurrentContext();
+  if (ctx.trace_id.empty() || ctx.span_id.empty()) return {};
+  return FormatTraceParent(
+      {ctx.trace_id, ctx.span_id, ctx.trace_flags.size() == 2 ? ctx.trace_flags : "01"});
+}
+
 std::vector<std::string> AcceptedScopes(std::string_view method) {
   const auto slash = method.find('/');
   if (slash == std::string_view::npos) return {};
@@ -108,16 +153,10 @@ std::vector<std::string> AcceptedScopes(std::string_view method) {
 Call::Call(grpc::ServerContext* ctx, std::string_view method) : ctx_(ctx), method_(method) {
   request_id_ = Metadata("x-request-id");
   if (!SaneRequestId(request_id_)) request_id_ = NewUuidV7();
-  // traceparent: 00-<32 hex trace id>-<16 hex parent span id>-<2 hex flags>
-  const std::string tp = Metadata("traceparent");
-  if (tp.size() == 55 && tp.compare(0, 3, "00-") == 0 && tp[35] == '-' && tp[52] == '-' &&
-      IsLowerHex(std::string_view(tp).substr(3, 32), 32) &&
-      IsLowerHex(std::string_view(tp).substr(36, 16), 16) &&
-      IsLowerHex(std::string_view(tp).substr(53, 2), 2) &&
-      tp.substr(3, 32) != std::string(32, '0') && tp.substr(36, 16) != std::string(16, '0')) {
-    trace_id_ = tp.substr(3, 32);
-    parent_span_id_ = tp.substr(36, 16);
-    trace_flags_ = tp.substr(53, 2);
+  if (auto tp = ParseTraceParent(Metadata("traceparent"))) {
+    trace_id_ = std::move(tp->trace_id);
+    parent_span_id_ = std::move(tp->span_id);
+    trace_flags_ = std::move(tp->flags);
   } else {
     trace_id_ = NewTraceId();
   }
@@ -185,7 +224,7 @@ void Call::SetHeader(const std::string& key, const std::string& value) {
 
 void Call::PropagateTo(grpc::ClientContext* downstream) const {
   downstream->AddMetadata("x-request-id", request_id_);
-  downstream->AddMetadata("traceparent", "00-" + trace_id_ + "-" + span_id_ + "-" + trace_flags_);
+  downstream->AddMetadata("traceparent", FormatTraceParent({trace_id_, span_id_, trace_flags_}));
   const auto left = TimeLeft(deadline_);
   downstream->set_deadline(std::chrono::system_clock::now() +
                            std::chrono::duration_cast<std::chrono::system_clock::duration>(left));
@@ -194,8 +233,11 @@ void Call::PropagateTo(grpc::ClientContext* downstream) const {
 grpc::Status Handle(grpc::ServerContext* ctx, std::string_view method,
                     const std::function<Status(Call&)>& handler) {
   const auto start = Clock::now();
+  auto& metrics = RpcMetrics::Get();
+  InFlight in_flight(metrics.in_flight);
   Call call(ctx, method);
-  log::ScopedContext scope({call.request_id(), call.trace_id(), call.span_id()});
+  log::ScopedContext scope(
+      {call.request_id(), call.trace_id(), call.span_id(), call.trace_flags()});
   grpc::Status status;
   try {
     status = ToGrpcStatus(handler(call));
@@ -208,7 +250,6 @@ grpc::Status Handle(grpc::ServerContext* ctx, std::string_view method,
   }
   const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
   const char* code = GrpcCodeName(status.error_code());
-  auto& metrics = RpcMetrics::Get();
   const std::string method_label(method);
   metrics.requests.Add({{"method", method_label}, {"code", code}}).Increment();
   metrics.duration.Add({{"method", method_label}}, admin::LatencyBuckets()).Observe(seconds);

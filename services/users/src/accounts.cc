@@ -14,6 +14,7 @@
 #include "portico/core/uuid.h"
 #include "portico/log/log.h"
 #include "portico/pg/pool.h"
+#include "portico/rpc/call.h"
 
 namespace portico::users {
 namespace {
@@ -634,8 +635,12 @@ Status Accounts::DeleteUser(const Caller& actor, std::string_view id, Deadline d
     auto d = tx.Exec("DELETE FROM users WHERE id = $1 RETURNING id", {id});
     if (!d.ok()) return std::move(d).error();
     if (d->empty()) return Error::NotFound("no such user");
-    auto o = tx.Exec("INSERT INTO purge_outbox (owner_id) VALUES ($1) ON CONFLICT DO NOTHING",
-                     {id});
+    // The deleting request's trace travels with the row, so the purge that
+    // the dispatcher delivers later continues it.
+    auto o = tx.Exec(
+        "INSERT INTO purge_outbox (owner_id, traceparent, request_id) VALUES ($1, $2, $3) "
+        "ON CONFLICT DO NOTHING",
+        {id, rpc::CurrentTraceParent(), log::CurrentContext().request_id});
     if (!o.ok()) return std::move(o).error();
     return {};
   });

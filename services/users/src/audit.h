@@ -9,7 +9,9 @@
 
 namespace portico::users {
 
-/// Adds one to portico_users_audit_events_total{event}. Thread-safe.
+/// Adds one to portico_users_audit_events_total{event}, and for a failed
+/// sign-in (auth.login_failed, _throttled, _disabled) to
+/// portico_users_sign_in_failures_total{reason}. Thread-safe.
 void CountAuditEvent(std::string_view event);
 
 /// Logs `message` at info level with {"event": event} and `fields`, and

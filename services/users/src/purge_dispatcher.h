@@ -23,6 +23,10 @@ namespace portico::pg {
 class Pool;
 }
 
+namespace portico::rpc {
+struct TraceParent;
+}
+
 namespace portico::users {
 
 class KeyRing;
@@ -45,6 +49,12 @@ class PurgeDispatcher {
   /// error. Thread-safe, also across replicas (used by tests directly).
   Result<int> DeliverDue(std::stop_token stop = {});
 
+  /// Sets portico_users_purge_outbox_pending and
+  /// portico_users_purge_outbox_oldest_age_seconds from the table (shared by
+  /// all replicas, so every replica reports the same backlog). Blocks up to
+  /// 2 s. Thread-safe.
+  Status RefreshBacklog();
+
   static constexpr int kMaxRowsPerPass = 100;
   /// Deadline of one PurgeOwner call.
   static constexpr std::chrono::seconds kCallTimeout{5};
@@ -52,7 +62,7 @@ class PurgeDispatcher {
   static constexpr std::chrono::seconds kClaimLease{30};
 
  private:
-  Status Purge(const std::string& owner_id, std::stop_token stop);
+  Status Purge(const std::string& owner_id, const rpc::TraceParent& trace, std::stop_token stop);
   void Loop(std::stop_token stop);
 
   pg::Pool& pool_;

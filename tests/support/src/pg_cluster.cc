@@ -124,12 +124,12 @@ PgCluster::PgCluster() {
   // it; try a few.
   for (int attempt = 0; attempt < 5 && !running_; ++attempt) {
     port_ = FreeTcpPort();
-    std::string server_options = "-k " + dir_ + " -p " + std::to_string(port_) +
-                                 " -c listen_addresses=127.0.0.1 -c fsync=off"
-                                 " -c synchronous_commit=off -c full_page_writes=off"
-                                 " -c max_connections=200";
+    server_options_ = "-k " + dir_ + " -p " + std::to_string(port_) +
+                      " -c listen_addresses=127.0.0.1 -c fsync=off"
+                      " -c synchronous_commit=off -c full_page_writes=off"
+                      " -c max_connections=200";
     running_ = Run({std::string(kBinDir) + "/pg_ctl", "-D", data, "-l", log, "-w", "-t", "60", "-o",
-                    server_options, "start"},
+                    server_options_, "start"},
                    setup_log) == 0;
   }
   if (!running_) {
@@ -175,6 +175,26 @@ PgCluster::PgCluster() {
 }
 
 PgCluster::~PgCluster() { Cleanup(); }
+
+void PgCluster::Stop() {
+  if (!running_) return;
+  if (Run({std::string(kBinDir) + "/pg_ctl", "-D", dir_ + "/data", "-m", "fast", "-w", "-t",
+           "60", "stop"},
+          dir_ + "/setup.log") != 0) {
+    Fail("pg_ctl stop failed:\n" + ReadFile(dir_ + "/setup.log"));
+  }
+  running_ = false;
+}
+
+void PgCluster::Start() {
+  if (running_) return;
+  if (Run({std::string(kBinDir) + "/pg_ctl", "-D", dir_ + "/data", "-l", dir_ + "/pg.log", "-w",
+           "-t", "60", "-o", server_options_, "start"},
+          dir_ + "/setup.log") != 0) {
+    Fail("pg_ctl start failed:\n" + ReadFile(dir_ + "/setup.log") + ReadFile(dir_ + "/pg.log"));
+  }
+  running_ = true;
+}
 
 void PgCluster::Cleanup() {
   if (running_) {

@@ -12,6 +12,7 @@
 #include "portico/admin/metrics.h"
 #include "portico/api/v1/error_details.pb.h"
 #include "portico/auth/jwt.h"
+#include "portico/log/log.h"
 #include "portico/rpc/call.h"
 #include "portico/rpc/server.h"
 #include "portico/rpc/status.h"
@@ -262,6 +263,36 @@ TEST_F(RpcServerTest, HealthServiceAndMetrics) {
       << text;
   EXPECT_NE(text.find("portico_grpc_request_duration_seconds_bucket{method=\"test/GetJwks\""),
             std::string::npos);
+  // Every call has left the handler by now.
+  EXPECT_NE(text.find("portico_grpc_in_flight_requests 0"), std::string::npos) << text;
+}
+
+TEST(TraceParent, ParsesValidHeadersAndRejectsTheRest) {
+  auto tp = ParseTraceParent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+  ASSERT_TRUE(tp.has_value());
+  EXPECT_EQ(tp->trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
+  EXPECT_EQ(tp->span_id, "00f067aa0ba902b7");
+  EXPECT_EQ(tp->flags, "01");
+  EXPECT_EQ(FormatTraceParent(*tp), "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+  for (const char* bad : {"", "garbage",
+                          "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+                          "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+                          "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+                          "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+                          "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
+                          "00_4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}) {
+    EXPECT_FALSE(ParseTraceParent(bad).has_value()) << bad;
+  }
+}
+
+TEST(TraceParent, CurrentTraceParentContinuesTheLogContext) {
+  EXPECT_EQ(CurrentTraceParent(), "");
+  log::ScopedContext scope({"req-1", "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"});
+  EXPECT_EQ(CurrentTraceParent(), "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+  // An unsampled trace stays unsampled.
+  log::ScopedContext inner(
+      {"req-2", "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7", "00"});
+  EXPECT_EQ(CurrentTraceParent(), "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00");
 }
 
 TEST(Server, BusyAddressIsUnavailable) {

@@ -34,6 +34,9 @@ struct Context {
   std::string request_id;
   std::string trace_id;  // 32 lower-case hex (W3C trace-context)
   std::string span_id;   // 16 lower-case hex
+  /// W3C trace flags (2 hex, "01" = sampled), kept so work continued later
+  /// keeps the caller's sampling decision; not logged. Empty = unknown.
+  std::string trace_flags;
 };
 
 /// Sets the current thread's request context for its lifetime, restoring

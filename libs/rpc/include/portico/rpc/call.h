@@ -42,6 +42,7 @@ class Call {
   const std::string& request_id() const { return request_id_; }
   const std::string& trace_id() const { return trace_id_; }
   const std::string& span_id() const { return span_id_; }
+  const std::string& trace_flags() const { return trace_flags_; }
   /// The caller's deadline, capped at `max_budget` from now (default 30 s)
   /// so a call without one cannot hold a database connection forever.
   Deadline deadline() const { return deadline_; }
@@ -101,5 +102,24 @@ std::vector<std::string> AcceptedScopes(std::string_view method);
 /// process-initiated job): 32-hex trace id and 16-hex span id.
 std::string NewTraceId();
 std::string NewSpanId();
+
+/// A W3C `traceparent` (version 00): the trace, the span that sent it, flags.
+struct TraceParent {
+  std::string trace_id;  // 32 lower-case hex, not all zero
+  std::string span_id;   // 16 lower-case hex, not all zero
+  std::string flags;     // 2 lower-case hex
+};
+
+/// Parses "00-<trace id>-<span id>-<flags>"; nullopt if malformed or an id
+/// is all zeros (the caller then starts a new trace).
+std::optional<TraceParent> ParseTraceParent(std::string_view header);
+/// The header value for `tp`.
+std::string FormatTraceParent(const TraceParent& tp);
+
+/// The current thread's log context (request id, trace, span, flags — "01"
+/// if unknown) as the `traceparent` a later, asynchronous continuation of
+/// the same work should carry (e.g. stored with an outbox row); "" outside
+/// a request.
+std::string CurrentTraceParent();
 
 }  // namespace portico::rpc

@@ -36,6 +36,17 @@ class PgCluster {
   /// std::runtime_error with the server's message on failure. Thread-safe.
   void AdminExec(std::string_view sql);
 
+  /// Stops the server (pg_ctl stop -m fast: sessions are disconnected) but
+  /// keeps its data, for tests of what clients do while the database is
+  /// down. Throws std::runtime_error if pg_ctl fails. Not thread-safe with
+  /// Start().
+  void Stop();
+  /// Starts a stopped server again on the same port; blocks until it
+  /// accepts connections. Throws std::runtime_error, with the server's log,
+  /// if it cannot start. No-op if it is running.
+  void Start();
+  bool running() const { return running_; }
+
   /// URI of an existing database on this cluster.
   std::string Url(std::string_view database) const;
   /// URI of the `postgres` database (superuser `postgres`, no password).
@@ -48,6 +59,7 @@ class PgCluster {
   void Cleanup();
   std::string dir_;
   std::uint16_t port_ = 0;
+  std::string server_options_;  // pg_ctl -o, the same on every start
   int watchdog_fd_ = -1;  // write end of the pipe the watchdog waits on
   bool running_ = false;
 };
