@@ -459,7 +459,8 @@ json::object Generator::Operation(const Route& route, int binding) {
     } else {
       std::string list;
       for (const auto& s : route.scopes) list += (list.empty() ? "`" : "`, `") + s;
-      add("Personal access tokens need one of the scopes " + list + "`.");
+      add(route.scopes.size() == 1 ? "Personal access tokens need the scope " + list + "`."
+                                   : "Personal access tokens need one of the scopes " + list + "`.");
     }
   }
   if (route.server_streaming) {
