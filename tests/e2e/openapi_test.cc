@@ -100,8 +100,8 @@ std::string RenderedDocs(std::uint16_t port) {
   const std::string command =
       std::string(kChromium) +
       " --headless --no-sandbox --disable-gpu --no-first-run --disable-background-networking"
-      " --disable-component-update --disable-sync --user-data-dir=" + profile +
-      " --virtual-time-budget=15000 --dump-dom http://127.0.0.1:" + std::to_string(port) +
+      " --disable-component-update --disable-sync --user-data-dir=" +
+      profile + " --virtual-time-budget=15000 --dump-dom http://127.0.0.1:" + std::to_string(port) +
       "/docs 2>" + profile + "/stderr.log";
   std::string dom;
   if (FILE* out = popen(command.c_str(), "r")) {
@@ -127,8 +127,8 @@ TEST(OpenApiEndToEnd, SwaggerUiRendersTheOperations) {
     dom = RenderedDocs(RunningStack().ports().http);
     if (dom.find("opblock-summary-path") != std::string::npos) break;
   } while (std::chrono::steady_clock::now() < deadline);
-  ASSERT_NE(dom.find("opblock-summary-path"), std::string::npos)
-      << "no operation rendered; DOM:\n" << dom.substr(0, 4000);
+  ASSERT_NE(dom.find("opblock-summary-path"), std::string::npos) << "no operation rendered; DOM:\n"
+                                                                 << dom.substr(0, 4000);
   // Paths, summaries from the proto comments, and tags per service.
   EXPECT_NE(dom.find("data-path=\"/v1/auth/login\""), std::string::npos);
   EXPECT_NE(dom.find("data-path=\"/v1/collections/{collection}/items/{id}\""), std::string::npos);

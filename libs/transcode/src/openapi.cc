@@ -1,14 +1,14 @@
 #include "portico/transcode/openapi.h"
 
+#include <google/protobuf/descriptor.h>
+#include <google/protobuf/descriptor.pb.h>
+
 #include <algorithm>
+#include <boost/json.hpp>
 #include <cctype>
 #include <map>
 #include <set>
 #include <vector>
-
-#include <boost/json.hpp>
-#include <google/protobuf/descriptor.h>
-#include <google/protobuf/descriptor.pb.h>
 
 #include "fields.h"
 #include "portico/api/v1/annotations.pb.h"
@@ -208,8 +208,8 @@ class Generator {
 
   const OpenApiOptions& options_;
   std::map<std::string, json::value> schemas_;     // emitted components, by name
-  std::vector<const pb::Descriptor*> pending_;      // referenced, not yet emitted
-  std::set<std::string> referenced_;                // every referenced message or enum
+  std::vector<const pb::Descriptor*> pending_;     // referenced, not yet emitted
+  std::set<std::string> referenced_;               // every referenced message or enum
   std::map<std::string, json::object> responses_;  // shared problem responses, by name
   std::set<std::string> headers_used_;
 };
@@ -308,15 +308,21 @@ json::value Generator::SingularSchema(const pb::FieldDescriptor* f) {
     case T::TYPE_UINT64:
     case T::TYPE_FIXED64:
       return json::object{{"type", "string"}, {"format", "uint64"}, {"pattern", "^[0-9]+$"}};
-    case T::TYPE_FLOAT: return json::object{{"type", "number"}, {"format", "float"}};
-    case T::TYPE_DOUBLE: return json::object{{"type", "number"}, {"format", "double"}};
-    case T::TYPE_BOOL: return json::object{{"type", "boolean"}};
-    case T::TYPE_STRING: return json::object{{"type", "string"}};
+    case T::TYPE_FLOAT:
+      return json::object{{"type", "number"}, {"format", "float"}};
+    case T::TYPE_DOUBLE:
+      return json::object{{"type", "number"}, {"format", "double"}};
+    case T::TYPE_BOOL:
+      return json::object{{"type", "boolean"}};
+    case T::TYPE_STRING:
+      return json::object{{"type", "string"}};
     case T::TYPE_BYTES:
       return json::object{{"type", "string"}, {"format", "byte"}, {"contentEncoding", "base64"}};
-    case T::TYPE_ENUM: return EnumSchema(f->enum_type());
+    case T::TYPE_ENUM:
+      return EnumSchema(f->enum_type());
     case T::TYPE_MESSAGE:
-    case T::TYPE_GROUP: return MessageSchema(f->message_type());
+    case T::TYPE_GROUP:
+      return MessageSchema(f->message_type());
   }
   return json::object{};
 }
@@ -411,14 +417,14 @@ json::object Generator::ProblemResponse(int status, std::string_view when) {
   std::string description = std::string(ReasonPhrase(status));
   if (!when.empty()) description += ": " + std::string(when);
   json::object r{{"description", description}};
-  json::object headers{{"X-Request-Id", json::object{{"$ref", "#/components/headers/X-Request-Id"}}}};
+  json::object headers{
+      {"X-Request-Id", json::object{{"$ref", "#/components/headers/X-Request-Id"}}}};
   if (status == 401) {
     headers["WWW-Authenticate"] = json::object{{"$ref", "#/components/headers/WWW-Authenticate"}};
     headers_used_.insert("WWW-Authenticate");
   }
   r["headers"] = std::move(headers);
-  r["content"] = json::object{
-      {kProblemJson, json::object{{"schema", Ref("Problem")}}}};
+  r["content"] = json::object{{kProblemJson, json::object{{"schema", Ref("Problem")}}}};
   return r;
 }
 
@@ -443,12 +449,14 @@ json::object Generator::Operation(const Route& route, int binding) {
   op["summary"] = comment.empty() ? ReadableName(m->name()) : FirstSentence(comment);
 
   std::string description = comment;
-  auto add = [&](const std::string& s) {
-    description += (description.empty() ? "" : "\n\n") + s;
-  };
+  auto add = [&](const std::string& s) { description += (description.empty() ? "" : "\n\n") + s; };
   switch (route.access) {
-    case Access::kPublic: add("**Access:** public, no credentials."); break;
-    case Access::kUser: add("**Access:** a signed-in user (bearer access token)."); break;
+    case Access::kPublic:
+      add("**Access:** public, no credentials.");
+      break;
+    case Access::kUser:
+      add("**Access:** a signed-in user (bearer access token).");
+      break;
     case Access::kAdmin:
       add("**Access:** administrators only: an access token whose role is `ADMIN`.");
       break;
@@ -459,8 +467,9 @@ json::object Generator::Operation(const Route& route, int binding) {
     } else {
       std::string list;
       for (const auto& s : route.scopes) list += (list.empty() ? "`" : "`, `") + s;
-      add(route.scopes.size() == 1 ? "Personal access tokens need the scope " + list + "`."
-                                   : "Personal access tokens need one of the scopes " + list + "`.");
+      add(route.scopes.size() == 1
+              ? "Personal access tokens need the scope " + list + "`."
+              : "Personal access tokens need one of the scopes " + list + "`.");
     }
   }
   if (route.server_streaming) {
@@ -504,7 +513,8 @@ json::object Generator::Operation(const Route& route, int binding) {
   }
   std::string body_field;
   if (!route.body.empty() && route.body != "*") {
-    if (const auto* f = internal::FindField(m->input_type(), route.body)) body_field = f->json_name();
+    if (const auto* f = internal::FindField(m->input_type(), route.body))
+      body_field = f->json_name();
   }
   if (route.body != "*") {
     std::vector<const pb::Descriptor*> stack;
@@ -554,7 +564,8 @@ json::object Generator::Operation(const Route& route, int binding) {
   const bool empty_type = m->output_type()->full_name() == "google.protobuf.Empty";
   const int status = route.success_status != 0 ? route.success_status : (empty_type ? 204 : 200);
   json::object success{{"description", std::string(ReasonPhrase(status))}};
-  json::object headers{{"X-Request-Id", json::object{{"$ref", "#/components/headers/X-Request-Id"}}}};
+  json::object headers{
+      {"X-Request-Id", json::object{{"$ref", "#/components/headers/X-Request-Id"}}}};
   for (const auto& h : rule.response_headers()) {
     const HeaderDoc doc = DocOf(h);
     json::object hd{{"schema", json::object{{"type", "string"}}}};
@@ -572,11 +583,11 @@ json::object Generator::Operation(const Route& route, int binding) {
       schema = MessageSchema(m->output_type());
     }
     if (route.server_streaming) {
-      json::object sse{{"schema",
-                        json::object{{"type", "string"},
-                                     {"description",
-                                      "Server-Sent Events; the `data` of each event is one JSON "
-                                      "object of the schema given for application/x-ndjson."}}}};
+      json::object sse{
+          {"schema", json::object{{"type", "string"},
+                                  {"description",
+                                   "Server-Sent Events; the `data` of each event is one JSON "
+                                   "object of the schema given for application/x-ndjson."}}}};
       json::object ndjson{{"schema", std::move(schema)}};
       success["content"] = json::object{{"text/event-stream", std::move(sse)},
                                         {"application/x-ndjson", std::move(ndjson)}};
@@ -601,8 +612,7 @@ json::object Generator::Operation(const Route& route, int binding) {
   if (!bound.empty()) responses["404"] = ResponseRef(404, "no such resource (or not yours)");
   if (request_headers.contains("idempotency-key")) {
     responses["409"] = ResponseRef(409, "a conflict, e.g. a retry while the first is in flight");
-    responses["422"] =
-        ResponseRef(422, "the Idempotency-Key was used with a different request");
+    responses["422"] = ResponseRef(422, "the Idempotency-Key was used with a different request");
   }
   if (request_headers.contains("if-match")) {
     responses["412"] = ResponseRef(412, "the resource changed: If-Match does not match");
@@ -636,16 +646,18 @@ json::object ProblemSchema() {
   json::object field_error{
       {"type", "object"},
       {"properties",
-       json::object{{"field", json::object{{"type", "string"},
-                                           {"description", "lowerCamelCase JSON path of the field."}}},
-                    {"message", json::object{{"type", "string"}}}}},
+       json::object{
+           {"field", json::object{{"type", "string"},
+                                  {"description", "lowerCamelCase JSON path of the field."}}},
+           {"message", json::object{{"type", "string"}}}}},
       {"required", json::array{"field", "message"}}};
   return json::object{
       {"type", "object"},
       {"description", "An RFC 9457 problem: every error the API answers."},
       {"properties",
        json::object{
-           {"type", json::object{{"type", "string"}, {"format", "uri"},
+           {"type", json::object{{"type", "string"},
+                                 {"format", "uri"},
                                  {"description", "One URI per HTTP status."}}},
            {"title", json::object{{"type", "string"}}},
            {"status", json::object{{"type", "integer"}, {"format", "int32"}}},
@@ -653,8 +665,8 @@ json::object ProblemSchema() {
            {"code", json::object{{"type", "string"},
                                  {"enum", std::move(codes)},
                                  {"description", "The gRPC status code name."}}},
-           {"requestId", json::object{{"type", "string"},
-                                      {"description", "The X-Request-Id of the request."}}},
+           {"requestId",
+            json::object{{"type", "string"}, {"description", "The X-Request-Id of the request."}}},
            {"errors", json::object{{"type", "array"}, {"items", std::move(field_error)}}}}},
       {"required", json::array{"type", "title", "status", "code", "requestId"}}};
 }
@@ -674,7 +686,8 @@ std::string Generator::Run(const RouteTable& table) {
       if (seg.kind == Segment::Kind::kLiteral) {
         path += seg.literal;
       } else {
-        path += "{" + (seg.variable.empty() ? "segment" + std::to_string(++anonymous) : seg.variable) +
+        path += "{" +
+                (seg.variable.empty() ? "segment" + std::to_string(++anonymous) : seg.variable) +
                 "}";
       }
     }
@@ -721,9 +734,9 @@ std::string Generator::Run(const RouteTable& table) {
         {"description", "`Bearer`, with `error=\"invalid_token\"` when a token was presented."},
         {"schema", json::object{{"type", "string"}}}};
   }
-  headers["Retry-After"] = json::object{
-      {"description", "Seconds to wait before retrying."},
-      {"schema", json::object{{"type", "integer"}, {"minimum", 0}}}};
+  headers["Retry-After"] =
+      json::object{{"description", "Seconds to wait before retrying."},
+                   {"schema", json::object{{"type", "integer"}, {"minimum", 0}}}};
 
   std::string description = options_.description;
   json::object doc;

@@ -39,12 +39,12 @@ std::span<const Asset> Assets() {
   static const Asset kAssets[] = {
       {"/docs", "text/html; charset=utf-8", "no-cache", portico_docs_index_html,
        portico_docs_index_html_end},
-      {"/docs/swagger-init.js", "text/javascript; charset=utf-8", "no-cache",
-       portico_docs_init_js, portico_docs_init_js_end},
+      {"/docs/swagger-init.js", "text/javascript; charset=utf-8", "no-cache", portico_docs_init_js,
+       portico_docs_init_js_end},
       {"/docs/swagger-ui-bundle.js", "text/javascript; charset=utf-8", "public, max-age=3600",
        portico_docs_bundle_js, portico_docs_bundle_js_end},
-      {"/docs/swagger-ui.css", "text/css; charset=utf-8", "public, max-age=3600",
-       portico_docs_css, portico_docs_css_end},
+      {"/docs/swagger-ui.css", "text/css; charset=utf-8", "public, max-age=3600", portico_docs_css,
+       portico_docs_css_end},
   };
   return kAssets;
 #else
@@ -110,9 +110,8 @@ std::optional<BuiltinAnswer> BuiltinRoutes::Serve(std::string_view method,
   BuiltinAnswer a;
   a.label = docs ? std::string(kDocsPath) : std::string(kOpenApiPath);
   if (method != "GET") {
-    a.problem = transcode::MakeProblem(405, "UNIMPLEMENTED",
-                                       "method " + std::string(method) +
-                                           " is not allowed here; use GET");
+    a.problem = transcode::MakeProblem(
+        405, "UNIMPLEMENTED", "method " + std::string(method) + " is not allowed here; use GET");
     a.allow = "GET";
     return a;
   }

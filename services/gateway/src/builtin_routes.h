@@ -25,7 +25,7 @@ bool SwaggerUiBuiltIn();
 std::string OpenApiDocument(const transcode::RouteTable& routes);
 
 struct BuiltinAnswer {
-  std::string label;  // route label for metrics and the access log
+  std::string label;                          // route label for metrics and the access log
   HttpResponse response;                      // unless `problem` is set
   std::optional<transcode::Problem> problem;  // 404 (no Swagger UI), 405
   std::string allow;                          // with a 405

@@ -169,7 +169,8 @@ TEST(OpenApi, PathAndQueryParametersFollowTheProto3JsonMapping) {
   EXPECT_EQ(tags.at("schema").at("type"), "array");
   EXPECT_EQ(tags.at("schema").at("items").at("type"), "string");
   EXPECT_EQ(tags.at("explode"), true);
-  EXPECT_EQ(Param(op, "maybe", "query").at("schema").at("type"), json::parse(R"(["integer","null"])"));
+  EXPECT_EQ(Param(op, "maybe", "query").at("schema").at("type"),
+            json::parse(R"(["integer","null"])"));
 
   // A nested path variable leaves the rest of its message to the query.
   const auto& nested = Op(Kitchen(), "/v1/nested/{inner.name}", "get");
@@ -215,7 +216,8 @@ TEST(OpenApi, SuccessStatusesAndStreams) {
   const auto& del = Op(Kitchen(), "/v1/kitchen/{id}", "delete").at("responses").as_object();
   ASSERT_TRUE(del.contains("204"));
   EXPECT_FALSE(del.at("204").as_object().contains("content"));
-  EXPECT_TRUE(Op(Kitchen(), "/v1/kitchen/{id}:accept", "post").at("responses").as_object().contains("202"));
+  EXPECT_TRUE(
+      Op(Kitchen(), "/v1/kitchen/{id}:accept", "post").at("responses").as_object().contains("202"));
 
   const auto& watch = Op(Kitchen(), "/v1/kitchen/{id}:watch", "get");
   const auto& content = watch.at("responses").at("200").at("content").as_object();
@@ -259,7 +261,9 @@ TEST(OpenApi, ErrorsAreProblems) {
   const auto& responses = Op(doc, "/v1/users/me", "get").at("responses").as_object();
   ASSERT_TRUE(responses.contains("401"));
   const auto& unauthorized =
-      doc.at("components").at("responses").at(json::value_to<std::string>(responses.at("401").at("$ref")).substr(23));
+      doc.at("components")
+          .at("responses")
+          .at(json::value_to<std::string>(responses.at("401").at("$ref")).substr(23));
   EXPECT_EQ(Ref(unauthorized.at("content").at("application/problem+json").at("schema")),
             "#/components/schemas/Problem");
   EXPECT_TRUE(unauthorized.at("headers").as_object().contains("WWW-Authenticate"));
@@ -291,9 +295,9 @@ TEST(OpenApi, SchemasFollowTheProto3JsonMapping) {
   EXPECT_EQ(k.at("f").at("format"), "float");
   EXPECT_EQ(k.at("raw").at("contentEncoding"), "base64");
   EXPECT_EQ(k.at("when").at("format"), "date-time");
-  EXPECT_EQ(k.at("data").at("type"), "object");  // Struct
+  EXPECT_EQ(k.at("data").at("type"), "object");                               // Struct
   EXPECT_EQ(k.at("maybe").at("type"), json::parse(R"(["integer","null"])"));  // wrapper
-  EXPECT_EQ(k.at("labels").at("type"), "object");  // map
+  EXPECT_EQ(k.at("labels").at("type"), "object");                             // map
   EXPECT_EQ(k.at("labels").at("additionalProperties").at("type"), "string");
   EXPECT_EQ(k.at("colors").at("type"), "array");
   EXPECT_EQ(Ref(k.at("colors").at("items")), "#/components/schemas/portico.testing.v1.Color");
@@ -327,7 +331,8 @@ TEST(OpenApi, CommentsFromTheEmbeddedDescriptorSet) {
   const auto& user = Schema(doc, "portico.users.v1.User").at("properties").as_object();
   EXPECT_NE(std::string(user.at("id").at("description").as_string()).find("UUIDv7"),
             std::string::npos);
-  const auto filter = Param(Op(doc, "/v1/collections/{collection}/items", "get"), "filter", "query");
+  const auto filter =
+      Param(Op(doc, "/v1/collections/{collection}/items", "get"), "filter", "query");
   EXPECT_NE(std::string(filter.at("description").as_string()).find("AND, OR, NOT"),
             std::string::npos);
   // Tags carry the service comments.
@@ -335,7 +340,8 @@ TEST(OpenApi, CommentsFromTheEmbeddedDescriptorSet) {
   for (const auto& t : doc.at("tags").as_array()) {
     if (t.at("name") == "DataService") {
       found = true;
-      EXPECT_NE(std::string(t.at("description").as_string()).find("collections"), std::string::npos);
+      EXPECT_NE(std::string(t.at("description").as_string()).find("collections"),
+                std::string::npos);
     }
   }
   EXPECT_TRUE(found);

@@ -57,7 +57,7 @@ class ProtoComments {
 struct OpenApiOptions {
   std::string title = "Portico API";
   std::string version = "0.0.0";
-  std::string description;                // Markdown, in info.description
+  std::string description;                  // Markdown, in info.description
   const ProtoComments* comments = nullptr;  // may be null: descriptors' own source info only
 };
 
