@@ -61,3 +61,28 @@ function(portico_fuzz_target name)
     set_tests_properties(${name} PROPERTIES LABELS fuzz)
   endif()
 endfunction()
+
+# portico_embed(<target> <symbol> <file>)
+# Links the bytes of <file> (which may be made at build time, in the same
+# directory) into <target>, readable from C++ as
+#   extern "C" const char <symbol>[];      // first byte
+#   extern "C" const char <symbol>_end[];  // one past the last
+# The assembler's .incbin includes the file as it is: no multi-megabyte
+# generated source to compile, and no compiler cache that could miss a change
+# (ccache wraps only the C++ compiler; OBJECT_DEPENDS reassembles on change).
+function(portico_embed target symbol file)
+  set(asm ${CMAKE_CURRENT_BINARY_DIR}/embed_${symbol}.S)
+  file(CONFIGURE OUTPUT ${asm} CONTENT [[
+  .section .rodata.@symbol@,"a"
+  .global @symbol@
+  .global @symbol@_end
+  .balign 16
+@symbol@:
+  .incbin "@file@"
+@symbol@_end:
+  .byte 0
+  .section .note.GNU-stack,"",@progbits
+]] @ONLY)
+  target_sources(${target} PRIVATE ${asm})
+  set_source_files_properties(${asm} PROPERTIES OBJECT_DEPENDS ${file})
+endfunction()

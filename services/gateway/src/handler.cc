@@ -16,6 +16,7 @@
 
 #include <google/protobuf/message.h>
 
+#include "builtin_routes.h"
 #include "portico/admin/metrics.h"
 #include "portico/auth/secrets.h"
 #include "portico/core/uuid.h"
@@ -267,7 +268,8 @@ RequestHandler::RequestHandler(const GatewayOptions& options, transcode::RouteTa
       verifier_(std::make_unique<auth::Verifier>(
           keys_, auth::VerifierOptions{options.jwt_issuer, options.jwt_audience},
           std::move(refresh_keys))),
-      metrics_(std::make_unique<HandlerMetrics>(*admin::Registry())) {}
+      metrics_(std::make_unique<HandlerMetrics>(*admin::Registry())),
+      builtin_(std::make_unique<BuiltinRoutes>(routes_)) {}
 
 RequestHandler::~RequestHandler() = default;
 
@@ -369,6 +371,13 @@ void RequestHandler::Route(const std::shared_ptr<Exchange>& ex, const Post& post
     std::string query;
     SplitTarget(ex->request.target, &ex->path, &query);
 
+    if (auto builtin = builtin_->Serve(ex->request.method, ex->path)) {
+      ex->route_label = builtin->label;
+      if (!builtin->problem) return answer(std::move(builtin->response));
+      HttpResponse r = ProblemResponse(*ex, *builtin->problem);
+      if (!builtin->allow.empty()) r.headers.emplace_back("Allow", builtin->allow);
+      return answer(std::move(r));
+    }
     auto match = routes_.Match(ex->request.method, ex->path);
     switch (match.kind) {
       case transcode::MatchResult::Kind::kFound:

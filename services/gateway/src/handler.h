@@ -28,6 +28,7 @@ class ClientContext;
 namespace portico::gateway {
 
 struct HandlerMetrics;
+class BuiltinRoutes;
 
 class RequestHandler {
  public:
@@ -66,6 +67,8 @@ class RequestHandler {
   bool WaitForCalls(std::optional<std::chrono::milliseconds> timeout);
 
   const Upstreams& upstreams() const { return *upstreams_; }
+  /// /openapi.json and /docs; call its SetRoutes after swapping the table.
+  BuiltinRoutes& builtin_routes() { return *builtin_; }
 
  private:
   struct Exchange;  // one request's state across the backend call
@@ -95,6 +98,7 @@ class RequestHandler {
   std::shared_ptr<auth::KeySet> keys_;
   std::unique_ptr<auth::Verifier> verifier_;
   std::unique_ptr<HandlerMetrics> metrics_;
+  std::unique_ptr<BuiltinRoutes> builtin_;  // answered before the route table
 
   std::mutex calls_mu_;
   std::condition_variable calls_cv_;

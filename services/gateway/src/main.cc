@@ -4,6 +4,7 @@
 #include <grpcpp/security/credentials.h>
 
 #include <csignal>
+#include <iostream>
 #include <thread>
 
 #include <string>
@@ -64,8 +65,18 @@ int main(int argc, char** argv) {
       argc, argv, "portico-gateway",
       "The Portico REST gateway: routes HTTP/JSON requests to the gRPC services "
       "from the HTTP annotations of their contracts.",
-      Vars());
+      Vars(), {{"--openapi", "print the OpenAPI document of the routes (JSON) and exit"}});
   const config::Config& cfg = startup.config;
+  if (startup.HasFlag("--openapi")) {
+    // Before logging starts, so that stdout holds nothing but the document.
+    auto doc = portico::gateway::OpenApiDocument(portico::gateway::GatewayOptions{});
+    if (!doc.ok()) {
+      std::cerr << "portico-gateway: " << doc.error().message << "\n";
+      return 1;
+    }
+    std::cout << *doc << "\n";
+    return std::cout.flush() ? 0 : 1;
+  }
   portico::runtime::InitLogging("gateway", cfg);
 
   const auto http_addr = cfg.GetAddress("PORTICO_HTTP_ADDR");

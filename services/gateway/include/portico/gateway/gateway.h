@@ -43,6 +43,10 @@ struct GatewayOptions {
   std::string jwt_audience = "portico-api";
 };
 
+/// The OpenAPI 3.1 document (JSON) of the routes a gateway with `options`
+/// serves at /openapi.json. kInvalidArgument for a bad route table.
+Result<std::string> OpenApiDocument(const GatewayOptions& options);
+
 class Gateway {
  public:
   /// Builds the route table and the upstream channels (no connection yet).
