@@ -41,6 +41,8 @@ struct StackOptions {
   std::vector<std::string> users_env;
   /// The same for the data service.
   std::vector<std::string> data_env;
+  /// The same for the gateway.
+  std::vector<std::string> gateway_env;
 };
 
 /// PostgreSQL (shared per test binary) + users + data + gateway.
@@ -68,6 +70,13 @@ class Stack {
   const std::string& users_database_url() const { return users_db_; }
   /// Path of the portico-users binary.
   static std::string UsersBinary();
+  /// Starts one more gateway in front of this stack's users and data, on
+  /// free ports, with `extra_env` on top of the stack gateway's variables,
+  /// and waits until it is ready (throws with its log if it is not within
+  /// 60 s). Its public port goes to `*http_port`. It stops (SIGTERM) when
+  /// the returned process is destroyed.
+  std::unique_ptr<Process> StartGateway(const std::vector<std::string>& extra_env,
+                                        std::uint16_t* http_port);
   /// Every process's log, for failure messages and log assertions.
   std::string Logs() const;
 
@@ -77,7 +86,7 @@ class Stack {
 
   std::string dir_;
   int restarts_ = 0;
-  std::vector<std::string> users_env_, data_env_;
+  std::vector<std::string> users_env_, data_env_, gateway_env_;
   std::string past_logs_;
   std::string users_db_;  // of processes that were stopped and replaced
   StackPorts ports_{};
