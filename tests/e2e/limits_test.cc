@@ -246,6 +246,21 @@ std::string Gunzip(const std::string& in) {
   return out;
 }
 
+// ---- configuration ----
+
+TEST(Limits, ABadProxyOrOriginListStopsTheStartWithExit2) {
+  for (const std::string bad : {"PORTICO_TRUSTED_PROXIES=10.0.0.1/8",
+                                "PORTICO_CORS_ORIGINS=https://app.example.com/"}) {
+    const std::string log = ::testing::TempDir() + "/bad_gateway.log";
+    Process gateway("bad gateway", Stack::GatewayBinary(),
+                    {bad, "PORTICO_HTTP_ADDR=127.0.0.1:0", "PORTICO_ADMIN_ADDR=127.0.0.1:0"}, log);
+    const auto until = Clock::now() + 20s;
+    while (gateway.Running() && Clock::now() < until) std::this_thread::sleep_for(20ms);
+    EXPECT_EQ(gateway.Stop(), 2) << bad << "\n" << gateway.Log();
+    EXPECT_NE(gateway.Log().find(bad.substr(0, bad.find('='))), std::string::npos) << gateway.Log();
+  }
+}
+
 // ---- sizes and nesting ----
 
 TEST(Limits, HeaderTooLargeIs431) {

@@ -150,6 +150,8 @@ Stack::Stack(StackOptions options) {
 
 std::string Stack::UsersBinary() { return PORTICO_USERS_BIN; }
 
+std::string Stack::GatewayBinary() { return PORTICO_GATEWAY_BIN; }
+
 std::unique_ptr<Process> Stack::StartGateway(const std::vector<std::string>& extra_env,
                                              std::uint16_t* http_port) {
   const std::uint16_t http = FreeTcpPort();

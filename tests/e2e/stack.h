@@ -70,6 +70,8 @@ class Stack {
   const std::string& users_database_url() const { return users_db_; }
   /// Path of the portico-users binary.
   static std::string UsersBinary();
+  /// Path of the portico-gateway binary.
+  static std::string GatewayBinary();
   /// Starts one more gateway in front of this stack's users and data, on
   /// free ports, with `extra_env` on top of the stack gateway's variables,
   /// and waits until it is ready (throws with its log if it is not within
