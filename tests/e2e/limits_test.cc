@@ -83,8 +83,8 @@ class RawConnection {
     std::size_t pos = head.find("\r\n");
     while (pos != std::string::npos && pos < head.size()) {
       const auto next = head.find("\r\n", pos + 2);
-      const std::string line = head.substr(pos + 2, next == std::string::npos ? std::string::npos
-                                                                               : next - pos - 2);
+      const std::string line =
+          head.substr(pos + 2, next == std::string::npos ? std::string::npos : next - pos - 2);
       if (const auto colon = line.find(':'); colon != std::string::npos) {
         std::string name = line.substr(0, colon);
         for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
@@ -92,9 +92,8 @@ class RawConnection {
       }
       pos = next;
     }
-    const std::size_t length = r.headers.count("content-length")
-                                   ? std::stoul(r.headers["content-length"])
-                                   : 0;
+    const std::size_t length =
+        r.headers.count("content-length") ? std::stoul(r.headers["content-length"]) : 0;
     while (buffer_.size() < head_end + 4 + length) {
       if (!Fill(until)) return std::nullopt;
     }
@@ -193,9 +192,8 @@ class SessionsLock {
 std::future<HttpResponse> Async(std::uint16_t port, const std::string& method,
                                 const std::string& target, const std::string& body = "",
                                 const Headers& headers = {}) {
-  return std::async(std::launch::async, [=] {
-    return HttpRequest(port, method, target, body, headers);
-  });
+  return std::async(std::launch::async,
+                    [=] { return HttpRequest(port, method, target, body, headers); });
 }
 
 HttpResponse LoginVia(std::uint16_t port, const Account& a, const Headers& headers = {}) {
@@ -249,8 +247,8 @@ std::string Gunzip(const std::string& in) {
 // ---- configuration ----
 
 TEST(Limits, ABadProxyOrOriginListStopsTheStartWithExit2) {
-  for (const std::string bad : {"PORTICO_TRUSTED_PROXIES=10.0.0.1/8",
-                                "PORTICO_CORS_ORIGINS=https://app.example.com/"}) {
+  for (const std::string bad :
+       {"PORTICO_TRUSTED_PROXIES=10.0.0.1/8", "PORTICO_CORS_ORIGINS=https://app.example.com/"}) {
     const std::string log = ::testing::TempDir() + "/bad_gateway.log";
     Process gateway("bad gateway", Stack::GatewayBinary(),
                     {bad, "PORTICO_HTTP_ADDR=127.0.0.1:0", "PORTICO_ADMIN_ADDR=127.0.0.1:0"}, log);
@@ -269,8 +267,8 @@ TEST(Limits, HeaderTooLargeIs431) {
 }
 
 TEST(Limits, BodyTooLargeIs413NamingTheLimit) {
-  const std::string body = R"({"email":"a@example.com","password":")" +
-                           std::string(70 << 10, 'p') + R"(","displayName":"x"})";
+  const std::string body = R"({"email":"a@example.com","password":")" + std::string(70 << 10, 'p') +
+                           R"(","displayName":"x"})";
   auto r = Call("POST", "/v1/auth/register", body, {{"Content-Type", "application/json"}});
   ExpectProblem(r, 413, "RESOURCE_EXHAUSTED");
   EXPECT_NE(JsonField(r.body, "detail").find(std::to_string(64 << 10)), std::string::npos)
@@ -288,8 +286,8 @@ TEST(Limits, JsonNestedDeeperThanTheLimitIs400BeforeAnyParser) {
   ExpectProblem(deep, 400, "INVALID_ARGUMENT");
   EXPECT_NE(JsonField(deep.body, "detail").find("deeper than 32"), std::string::npos) << deep.body;
   // Far deeper (protobuf's own limit is 100): still the gateway's answer.
-  auto deeper = Call("POST", "/v1/collections/deep/items", std::string(500, '[') +
-                                                               std::string(500, ']'), h);
+  auto deeper =
+      Call("POST", "/v1/collections/deep/items", std::string(500, '[') + std::string(500, ']'), h);
   ExpectProblem(deeper, 400, "INVALID_ARGUMENT");
   EXPECT_NE(JsonField(deeper.body, "detail").find("deeper than 32"), std::string::npos)
       << deeper.body;
@@ -326,8 +324,9 @@ TEST(Limits, CorsPreflightFromAnAllowedOrigin) {
 }
 
 TEST(Limits, CorsPreflightFromAnotherOriginIs403WithoutCorsHeaders) {
-  auto r = Call("OPTIONS", "/v1/collections/notes/items", "",
-                {{"Origin", "https://evil.example.net"}, {"Access-Control-Request-Method", "POST"}});
+  auto r =
+      Call("OPTIONS", "/v1/collections/notes/items", "",
+           {{"Origin", "https://evil.example.net"}, {"Access-Control-Request-Method", "POST"}});
   ExpectProblem(r, 403, "PERMISSION_DENIED");
   EXPECT_EQ(r.Header("access-control-allow-origin"), "");
   EXPECT_EQ(r.Header("access-control-allow-methods"), "");
@@ -503,12 +502,13 @@ TEST(Limits, RequestsBeyondTheInFlightLimitGet503WithRetryAfter) {
 
 TEST(Limits, RateLimitIsPerClientWithRetryAfterAndRecovers) {
   std::uint16_t port = 0;
-  auto gw = RunningStack().StartGateway({"PORTICO_RATE_LIMIT=1", "PORTICO_RATE_BURST=3",
-                                         "PORTICO_TRUSTED_PROXIES=127.0.0.1/32"},
-                                        &port);
+  auto gw = RunningStack().StartGateway(
+      {"PORTICO_RATE_LIMIT=1", "PORTICO_RATE_BURST=3", "PORTICO_TRUSTED_PROXIES=127.0.0.1/32"},
+      &port);
   const Headers first = {{"X-Forwarded-For", "198.51.100.1"}};
   // The burst always passes; right after it the bucket runs dry.
-  for (int i = 0; i < 3; ++i) EXPECT_EQ(HttpRequest(port, "GET", "/v1/auth/jwks", "", first).status, 200);
+  for (int i = 0; i < 3; ++i)
+    EXPECT_EQ(HttpRequest(port, "GET", "/v1/auth/jwks", "", first).status, 200);
   std::optional<HttpResponse> limited;
   for (int i = 0; i < 20 && !limited; ++i) {
     auto r = HttpRequest(port, "GET", "/v1/auth/jwks", "", first);
@@ -519,15 +519,15 @@ TEST(Limits, RateLimitIsPerClientWithRetryAfterAndRecovers) {
   EXPECT_EQ(limited->Header("retry-after"), "1");  // one request per second: one token in <= 1 s
 
   // Another client (behind the same trusted proxy) has its own bucket.
-  EXPECT_EQ(HttpRequest(port, "GET", "/v1/auth/jwks", "", {{"X-Forwarded-For", "198.51.100.2"}})
-                .status,
-            200);
+  EXPECT_EQ(
+      HttpRequest(port, "GET", "/v1/auth/jwks", "", {{"X-Forwarded-For", "198.51.100.2"}}).status,
+      200);
   // After Retry-After the first one is served again.
   std::this_thread::sleep_for(1s);
   const auto until = Clock::now() + 10s;
   int status = 0;
-  while (Clock::now() < until && (status = HttpRequest(port, "GET", "/v1/auth/jwks", "", first)
-                                               .status) != 200) {
+  while (Clock::now() < until &&
+         (status = HttpRequest(port, "GET", "/v1/auth/jwks", "", first).status) != 200) {
     std::this_thread::sleep_for(100ms);
   }
   EXPECT_EQ(status, 200);
@@ -543,8 +543,7 @@ TEST(Limits, ForwardedForIsBelievedOnlyFromTrustedProxies) {
   EXPECT_EQ(CurrentSessionAddress(JsonField(direct.body, "accessToken")), "127.0.0.1");
 
   std::uint16_t port = 0;
-  auto gw = RunningStack().StartGateway({"PORTICO_TRUSTED_PROXIES=10.0.0.0/8, 127.0.0.0/8"},
-                                        &port);
+  auto gw = RunningStack().StartGateway({"PORTICO_TRUSTED_PROXIES=10.0.0.0/8, 127.0.0.0/8"}, &port);
   // Walked from the right: the trusted hop 10.1.2.3 is skipped, 203.0.113.7
   // is the first untrusted one; what the client wrote to its left is not believed.
   auto proxied = LoginVia(port, a, {{"X-Forwarded-For", "6.6.6.6, 203.0.113.7, 10.1.2.3"}});
@@ -552,7 +551,8 @@ TEST(Limits, ForwardedForIsBelievedOnlyFromTrustedProxies) {
   EXPECT_EQ(CurrentSessionAddress(JsonField(proxied.body, "accessToken")), "203.0.113.7");
   // The gateway logs that address too.
   const auto until = Clock::now() + 10s;
-  while (Clock::now() < until && gw->Log().find("\"client\":\"203.0.113.7\"") == std::string::npos) {
+  while (Clock::now() < until &&
+         gw->Log().find("\"client\":\"203.0.113.7\"") == std::string::npos) {
     std::this_thread::sleep_for(50ms);
   }
   EXPECT_NE(gw->Log().find("\"client\":\"203.0.113.7\""), std::string::npos);

@@ -35,9 +35,8 @@ std::optional<IpAddress> ParseExact(std::string_view text) {
 }
 
 bool IsPort(std::string_view s) {
-  return !s.empty() && s.size() <= 5 && std::all_of(s.begin(), s.end(), [](char c) {
-    return c >= '0' && c <= '9';
-  });
+  return !s.empty() && s.size() <= 5 &&
+         std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
 }
 
 // True if the first `prefix` bits of a and b agree.
@@ -69,9 +68,9 @@ std::optional<IpAddress> IpAddress::Parse(std::string_view text) {
   if (auto a = ParseExact(text)) return a;
   // "a.b.c.d:port" (one colon only: more colons is IPv6, which needs brackets
   // to carry a port).
-  if (const auto colon = text.find(':');
-      colon != std::string_view::npos && text.find(':', colon + 1) == std::string_view::npos &&
-      IsPort(text.substr(colon + 1))) {
+  if (const auto colon = text.find(':'); colon != std::string_view::npos &&
+                                         text.find(':', colon + 1) == std::string_view::npos &&
+                                         IsPort(text.substr(colon + 1))) {
     auto a = ParseExact(text.substr(0, colon));
     if (a && a->v4) return a;
   }
@@ -92,8 +91,8 @@ Result<CidrSet> CidrSet::Parse(std::string_view list) {
     list = comma == std::string_view::npos ? std::string_view() : list.substr(comma + 1);
     if (entry.empty()) continue;
     auto bad = [&](std::string_view why) {
-      return Error::InvalidArgument("\"" + std::string(entry) + "\" is not a network: " +
-                                    std::string(why));
+      return Error::InvalidArgument("\"" + std::string(entry) +
+                                    "\" is not a network: " + std::string(why));
     };
     const auto slash = entry.find('/');
     const auto base = ParseExact(entry.substr(0, slash));

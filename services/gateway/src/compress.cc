@@ -52,8 +52,8 @@ bool AcceptsGzip(std::string_view accept_encoding) {
   while (!accept_encoding.empty()) {
     const auto comma = accept_encoding.find(',');
     const std::string_view element = accept_encoding.substr(0, comma);
-    accept_encoding = comma == std::string_view::npos ? std::string_view()
-                                                      : accept_encoding.substr(comma + 1);
+    accept_encoding =
+        comma == std::string_view::npos ? std::string_view() : accept_encoding.substr(comma + 1);
     const auto semi = element.find(';');
     const std::string_view coding = Trim(element.substr(0, semi));
     const double q = semi == std::string_view::npos ? 1.0 : QValue(element.substr(semi + 1));

@@ -4,12 +4,11 @@
 #include <grpcpp/security/credentials.h>
 
 #include <csignal>
+#include <cstdio>
 #include <thread>
 
 #include <string>
 #include <vector>
-
-#include <cstdio>
 
 #include "client_address.h"
 #include "cors.h"

@@ -32,8 +32,8 @@ void TokenBuckets::Sweep(Clock::time_point now) {
   });
   // Sweeping costs a pass over the map: at most once per refill period (and
   // at least once a minute, so a long period cannot pin memory).
-  next_sweep_ = now + std::clamp<Clock::duration>(refill_, std::chrono::seconds(1),
-                                                  std::chrono::seconds(60));
+  next_sweep_ =
+      now + std::clamp<Clock::duration>(refill_, std::chrono::seconds(1), std::chrono::seconds(60));
 }
 
 std::int64_t TokenBuckets::Take(const std::string& client, Clock::time_point now) {
@@ -73,7 +73,9 @@ bool JsonDeeperThan(std::string_view json, std::size_t limit) {
       continue;
     }
     switch (c) {
-      case '"': in_string = true; break;
+      case '"':
+        in_string = true;
+        break;
       case '{':
       case '[':
         if (++depth > limit) return true;
@@ -82,7 +84,8 @@ bool JsonDeeperThan(std::string_view json, std::size_t limit) {
       case ']':
         if (depth > 0) --depth;
         break;
-      default: break;
+      default:
+        break;
     }
   }
   return false;
@@ -104,8 +107,7 @@ bool IsBlank(std::string_view s) {
 
 bool HasHeader(const HttpResponse& r, std::string_view name) {
   for (const auto& [k, v] : r.headers) {
-    if (k.size() == name.size() &&
-        std::equal(k.begin(), k.end(), name.begin(), [](char a, char b) {
+    if (k.size() == name.size() && std::equal(k.begin(), k.end(), name.begin(), [](char a, char b) {
           return std::tolower(static_cast<unsigned char>(a)) == b;
         })) {
       return true;
@@ -202,13 +204,12 @@ ResponseContext Protection::ContextOf(const HttpRequest& request) const {
 }
 
 std::optional<HttpResponse> Protection::Screen(const HttpRequest& request) {
-  if (const auto wait = buckets_.Take(RateLimitKey(request.client_address),
-                                      TokenBuckets::Clock::now());
+  if (const auto wait =
+          buckets_.Take(RateLimitKey(request.client_address), TokenBuckets::Clock::now());
       wait > 0) {
-    HttpResponse r = Rejection(request, 429, "RESOURCE_EXHAUSTED",
-                               "too many requests from this client; retry in " +
-                                   std::to_string(wait) + " s",
-                               wait);
+    HttpResponse r = Rejection(
+        request, 429, "RESOURCE_EXHAUSTED",
+        "too many requests from this client; retry in " + std::to_string(wait) + " s", wait);
     r.close = false;  // the request was read whole: the connection stays usable
     return r;
   }
@@ -218,10 +219,9 @@ std::optional<HttpResponse> Protection::Screen(const HttpRequest& request) {
     const auto methods = handler_.AllowedMethods(PathOf(request.target));
     if (!methods.empty()) {
       if (!cors_.Allows(origin)) {
-        HttpResponse r = Rejection(request, 403, "PERMISSION_DENIED",
-                                   "cross-origin requests from " + std::string(origin) +
-                                       " are not allowed",
-                                   0);
+        HttpResponse r =
+            Rejection(request, 403, "PERMISSION_DENIED",
+                      "cross-origin requests from " + std::string(origin) + " are not allowed", 0);
         r.close = false;
         return r;
       }
@@ -233,10 +233,10 @@ std::optional<HttpResponse> Protection::Screen(const HttpRequest& request) {
   }
 
   if (!IsBlank(request.body) && JsonDeeperThan(request.body, options_.max_json_depth)) {
-    HttpResponse r = Rejection(request, 400, "INVALID_ARGUMENT",
-                               "the JSON body nests deeper than " +
-                                   std::to_string(options_.max_json_depth) + " levels",
-                               0);
+    HttpResponse r = Rejection(
+        request, 400, "INVALID_ARGUMENT",
+        "the JSON body nests deeper than " + std::to_string(options_.max_json_depth) + " levels",
+        0);
     r.close = false;
     return r;
   }
@@ -244,8 +244,7 @@ std::optional<HttpResponse> Protection::Screen(const HttpRequest& request) {
   if (in_flight_.fetch_add(1) >= options_.max_in_flight) {
     in_flight_.fetch_sub(1);
     HttpResponse r = Rejection(request, 503, "UNAVAILABLE",
-                               "the gateway is handling " +
-                                   std::to_string(options_.max_in_flight) +
+                               "the gateway is handling " + std::to_string(options_.max_in_flight) +
                                    " requests, its limit; retry later",
                                1);
     r.close = false;

@@ -37,9 +37,10 @@ class TokenBuckets {
   /// rate <= 0 turns the limit off (Take always succeeds, nothing is stored).
   TokenBuckets(double rate, double burst, std::size_t max_clients = 100'000);
 
-  /// Takes a token for `client` at `now` (never earlier than a previous
-  /// `now`). Returns 0 if there was one, else the whole seconds (>= 1) until
-  /// the bucket holds one again: the Retry-After. Thread-safe.
+  /// Takes a token for `client` at `now`. Returns 0 if there was one, else
+  /// the whole seconds (>= 1) until the bucket holds one again: the
+  /// Retry-After. A `now` slightly before a previous call's (threads racing
+  /// to the lock) counts as that call's time. Thread-safe.
   std::int64_t Take(const std::string& client, Clock::time_point now);
   /// Buckets stored. Thread-safe.
   std::size_t size() const;
@@ -67,9 +68,9 @@ bool JsonDeeperThan(std::string_view json, std::size_t limit);
 
 /// What the answer to a request must know about it.
 struct ResponseContext {
-  std::string origin;        // Origin header, "" if none
+  std::string origin;  // Origin header, "" if none
   bool accepts_gzip = false;
-  bool head = false;         // HEAD request: nothing to compress
+  bool head = false;  // HEAD request: nothing to compress
 };
 
 /// The limits of one gateway, shared by its connections. Thread-safe.

@@ -2,6 +2,8 @@
 // CIDR matching, the X-Forwarded-For walk, the token buckets (with an
 // explicit clock), the JSON nesting scan, Accept-Encoding and gzip, CORS
 // origin lists.
+#include "protection.h"
+
 #include <gtest/gtest.h>
 #include <zlib.h>
 
@@ -11,7 +13,6 @@
 #include "client_address.h"
 #include "compress.h"
 #include "cors.h"
-#include "protection.h"
 
 namespace portico::gateway {
 namespace {
@@ -39,9 +40,9 @@ TEST(IpAddress, ParsesBothFamiliesWithOrWithoutPorts) {
   // An IPv4-mapped IPv6 address is the IPv4 address.
   EXPECT_EQ(IpAddress::Parse("::ffff:10.1.2.3")->ToString(), "10.1.2.3");
   EXPECT_TRUE(IpAddress::Parse("::ffff:10.1.2.3")->v4);
-  for (std::string_view bad : {"", "unknown", "1.2.3", "1.2.3.4.5", "300.1.1.1", "1.2.3.4:",
-                               "1.2.3.4:99999x", "2001:db8::1:80x", "[2001:db8::1", "[1.2.3.4]",
-                               "[::1]x", "_hidden", "1.2.3.4, 5.6.7.8"}) {
+  for (std::string_view bad :
+       {"", "unknown", "1.2.3", "1.2.3.4.5", "300.1.1.1", "1.2.3.4:", "1.2.3.4:99999x",
+        "2001:db8::1:80x", "[2001:db8::1", "[1.2.3.4]", "[::1]x", "_hidden", "1.2.3.4, 5.6.7.8"}) {
     EXPECT_FALSE(IpAddress::Parse(bad).has_value()) << bad;
   }
 }
@@ -57,7 +58,7 @@ TEST(CidrSet, MatchesPrefixesOfEitherFamily) {
   EXPECT_TRUE(In(set, "127.0.0.1"));
   EXPECT_FALSE(In(set, "127.0.0.2"));
   EXPECT_TRUE(In(set, "::1"));
-  EXPECT_TRUE(In(set, "::ffff:10.9.9.9"));  // mapped IPv4 matches IPv4 networks
+  EXPECT_TRUE(In(set, "::ffff:10.9.9.9"));      // mapped IPv4 matches IPv4 networks
   EXPECT_FALSE(In(Cidrs("::/0"), "10.0.0.1"));  // families never mix
   EXPECT_TRUE(In(Cidrs("0.0.0.0/0"), "8.8.8.8"));
   EXPECT_TRUE(Cidrs("").empty());
