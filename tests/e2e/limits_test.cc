@@ -501,10 +501,10 @@ TEST(Limits, RequestsBeyondTheInFlightLimitGet503WithRetryAfter) {
 // ---- rate limit and client address ----
 
 TEST(Limits, RateLimitIsPerClientWithRetryAfterAndRecovers) {
-  std::uint16_t port = 0;
+  std::uint16_t port = 0, admin = 0;
   auto gw = RunningStack().StartGateway(
       {"PORTICO_RATE_LIMIT=1", "PORTICO_RATE_BURST=3", "PORTICO_TRUSTED_PROXIES=127.0.0.1/32"},
-      &port);
+      &port, &admin);
   const Headers first = {{"X-Forwarded-For", "198.51.100.1"}};
   // The burst always passes; right after it the bucket runs dry.
   for (int i = 0; i < 3; ++i)
@@ -517,6 +517,10 @@ TEST(Limits, RateLimitIsPerClientWithRetryAfterAndRecovers) {
   ASSERT_TRUE(limited.has_value()) << "no 429 after the burst";
   ExpectProblem(*limited, 429, "RESOURCE_EXHAUSTED");
   EXPECT_EQ(limited->Header("retry-after"), "1");  // one request per second: one token in <= 1 s
+  // Operators see it in the metrics.
+  const std::string metrics = HttpRequest(admin, "GET", "/metrics").body;
+  EXPECT_NE(metrics.find("portico_http_shed_total{reason=\"rate_limit\"}"), std::string::npos)
+      << metrics;
 
   // Another client (behind the same trusted proxy) has its own bucket.
   EXPECT_EQ(

@@ -153,7 +153,8 @@ std::string Stack::UsersBinary() { return PORTICO_USERS_BIN; }
 std::string Stack::GatewayBinary() { return PORTICO_GATEWAY_BIN; }
 
 std::unique_ptr<Process> Stack::StartGateway(const std::vector<std::string>& extra_env,
-                                             std::uint16_t* http_port) {
+                                             std::uint16_t* http_port,
+                                             std::uint16_t* admin_port) {
   const std::uint16_t http = FreeTcpPort();
   const std::uint16_t admin = FreeTcpPort();
   auto addr = [](std::uint16_t p) { return "127.0.0.1:" + std::to_string(p); };
@@ -167,6 +168,7 @@ std::unique_ptr<Process> Stack::StartGateway(const std::vector<std::string>& ext
     throw std::runtime_error("the extra gateway did not become ready:\n" + gateway->Log());
   }
   *http_port = http;
+  if (admin_port != nullptr) *admin_port = admin;
   return gateway;
 }
 

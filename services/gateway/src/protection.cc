@@ -1,11 +1,16 @@
 #include "protection.h"
 
+#include <prometheus/counter.h>
+#include <prometheus/gauge.h>
+#include <prometheus/registry.h>
+
 #include <algorithm>
 #include <cctype>
 #include <cmath>
 
 #include "compress.h"
 #include "handler.h"
+#include "portico/admin/metrics.h"
 
 namespace portico::gateway {
 
@@ -93,6 +98,22 @@ bool JsonDeeperThan(std::string_view json, std::size_t limit) {
 
 // ---- Protection ----
 
+struct ProtectionMetrics {
+  prometheus::Family<prometheus::Counter>& shed;
+  prometheus::Gauge& connections;
+
+  explicit ProtectionMetrics(prometheus::Registry& r)
+      : shed(prometheus::BuildCounter()
+                 .Name("portico_http_shed_total")
+                 .Help("Requests and connections the gateway turned away, by reason.")
+                 .Register(r)),
+        connections(prometheus::BuildGauge()
+                        .Name("portico_http_open_connections")
+                        .Help("Client connections being served (not those told 503).")
+                        .Register(r)
+                        .Add({})) {}
+};
+
 namespace {
 
 std::string_view Trim(std::string_view s) {
@@ -157,18 +178,33 @@ Protection::Protection(const GatewayOptions& options, RequestHandler& handler, C
       // Connections over the limit still cost a socket and a header read
       // (bounded by the header timeout) to be told 503; past this many more,
       // they are closed unanswered.
-      max_rejecting_(std::max<std::size_t>(16, options.max_connections / 8)) {}
+      max_rejecting_(std::max<std::size_t>(16, options.max_connections / 8)),
+      metrics_(std::make_shared<ProtectionMetrics>(*admin::Registry())) {}
+
+void Protection::Shed(std::string_view reason) const {
+  metrics_->shed.Add({{"reason", std::string(reason)}}).Increment();
+}
 
 Protection::Admission Protection::AdmitConnection() {
-  if (connections_.fetch_add(1) < options_.max_connections) return Admission::kServe;
+  if (connections_.fetch_add(1) < options_.max_connections) {
+    metrics_->connections.Increment();
+    return Admission::kServe;
+  }
   connections_.fetch_sub(1);
-  if (rejecting_.fetch_add(1) < max_rejecting_) return Admission::kReject;
+  if (rejecting_.fetch_add(1) < max_rejecting_) {
+    Shed("connections");
+    return Admission::kReject;
+  }
   rejecting_.fetch_sub(1);
+  Shed("connections_refused");
   return Admission::kRefuse;
 }
 
 void Protection::ReleaseConnection(Admission a) {
-  if (a == Admission::kServe) connections_.fetch_sub(1);
+  if (a == Admission::kServe) {
+    connections_.fetch_sub(1);
+    metrics_->connections.Decrement();
+  }
   if (a == Admission::kReject) rejecting_.fetch_sub(1);
 }
 
@@ -207,6 +243,7 @@ std::optional<HttpResponse> Protection::Screen(const HttpRequest& request) {
   if (const auto wait =
           buckets_.Take(RateLimitKey(request.client_address), TokenBuckets::Clock::now());
       wait > 0) {
+    Shed("rate_limit");
     HttpResponse r = Rejection(
         request, 429, "RESOURCE_EXHAUSTED",
         "too many requests from this client; retry in " + std::to_string(wait) + " s", wait);
@@ -219,6 +256,7 @@ std::optional<HttpResponse> Protection::Screen(const HttpRequest& request) {
     const auto methods = handler_.AllowedMethods(PathOf(request.target));
     if (!methods.empty()) {
       if (!cors_.Allows(origin)) {
+        Shed("cors_origin");
         HttpResponse r =
             Rejection(request, 403, "PERMISSION_DENIED",
                       "cross-origin requests from " + std::string(origin) + " are not allowed", 0);
@@ -233,6 +271,7 @@ std::optional<HttpResponse> Protection::Screen(const HttpRequest& request) {
   }
 
   if (!IsBlank(request.body) && JsonDeeperThan(request.body, options_.max_json_depth)) {
+    Shed("json_depth");
     HttpResponse r = Rejection(
         request, 400, "INVALID_ARGUMENT",
         "the JSON body nests deeper than " + std::to_string(options_.max_json_depth) + " levels",
@@ -243,6 +282,7 @@ std::optional<HttpResponse> Protection::Screen(const HttpRequest& request) {
 
   if (in_flight_.fetch_add(1) >= options_.max_in_flight) {
     in_flight_.fetch_sub(1);
+    Shed("in_flight");
     HttpResponse r = Rejection(request, 503, "UNAVAILABLE",
                                "the gateway is handling " + std::to_string(options_.max_in_flight) +
                                    " requests, its limit; retry later",

@@ -23,6 +23,7 @@
 namespace portico::gateway {
 
 class RequestHandler;
+struct ProtectionMetrics;
 
 /// One token bucket per client: each holds up to `burst` tokens and gains
 /// `rate` per second; a request takes one. A full bucket says no more than a
@@ -113,6 +114,7 @@ class Protection {
              CorsPolicy cors);
   HttpResponse Rejection(const HttpRequest& request, int status, std::string_view code,
                          std::string detail, std::int64_t retry_after);
+  void Shed(std::string_view reason) const;
 
   GatewayOptions options_;
   RequestHandler& handler_;
@@ -123,6 +125,7 @@ class Protection {
   std::atomic<std::size_t> connections_{0};
   std::atomic<std::size_t> rejecting_{0};
   std::atomic<std::size_t> in_flight_{0};
+  std::shared_ptr<ProtectionMetrics> metrics_;
 };
 
 }  // namespace portico::gateway
