@@ -149,18 +149,42 @@ Stack::Stack(StackOptions options) {
                     options.data_env);
   StartUsers({});
   data_ = std::make_unique<Process>("data", PORTICO_DATA_BIN, data_env_, dir_ + "/data.log");
-  gateway_env_ = with({"PORTICO_HTTP_ADDR=" + addr(ports_.http),
-                       "PORTICO_ADMIN_ADDR=" + addr(ports_.gateway_admin),
-                       "PORTICO_USERS_TARGET=" + addr(ports_.users_grpc),
-                       "PORTICO_DATA_TARGET=" + addr(ports_.data_grpc)});
-  gateway_ = std::make_unique<Process>("gateway", PORTICO_GATEWAY_BIN, gateway_env_,
-                                       dir_ + "/gateway.log");
+  gateway_env_ = Merge(with({"PORTICO_USERS_TARGET=" + addr(ports_.users_grpc),
+                             "PORTICO_DATA_TARGET=" + addr(ports_.data_grpc)}),
+                       options.gateway_env);
+  gateway_ = std::make_unique<Process>(
+      "gateway", PORTICO_GATEWAY_BIN,
+      Merge(gateway_env_, {"PORTICO_HTTP_ADDR=" + addr(ports_.http),
+                           "PORTICO_ADMIN_ADDR=" + addr(ports_.gateway_admin)}),
+      dir_ + "/gateway.log");
   for (auto port : {ports_.users_admin, ports_.data_admin, ports_.gateway_admin}) {
     WaitReady(port);
   }
 }
 
 std::string Stack::UsersBinary() { return PORTICO_USERS_BIN; }
+
+std::string Stack::GatewayBinary() { return PORTICO_GATEWAY_BIN; }
+
+std::unique_ptr<Process> Stack::StartGateway(const std::vector<std::string>& extra_env,
+                                             std::uint16_t* http_port,
+                                             std::uint16_t* admin_port) {
+  const std::uint16_t http = FreeTcpPort();
+  const std::uint16_t admin = FreeTcpPort();
+  auto addr = [](std::uint16_t p) { return "127.0.0.1:" + std::to_string(p); };
+  auto gateway = std::make_unique<Process>(
+      "gateway " + std::to_string(http), PORTICO_GATEWAY_BIN,
+      Merge(Merge(gateway_env_, {"PORTICO_HTTP_ADDR=" + addr(http),
+                                 "PORTICO_ADMIN_ADDR=" + addr(admin)}),
+            extra_env),
+      dir_ + "/gateway." + std::to_string(http) + ".log");
+  if (!WaitForHttp200(admin, "/readyz", 60000)) {
+    throw std::runtime_error("the extra gateway did not become ready:\n" + gateway->Log());
+  }
+  *http_port = http;
+  if (admin_port != nullptr) *admin_port = admin;
+  return gateway;
+}
 
 void Stack::StartUsers(const std::vector<std::string>& extra_env) {
   users_ = std::make_unique<Process>("users", PORTICO_USERS_BIN, Merge(users_env_, extra_env),
@@ -224,10 +248,14 @@ void Stack::StopGateway() {
 }
 
 void Stack::StartGateway() {
+  auto addr = [](std::uint16_t p) { return "127.0.0.1:" + std::to_string(p); };
   gateway_->Stop();  // no-op unless it still runs
   past_logs_ += "----- gateway (stopped) -----\n" + gateway_->Log();
-  gateway_ = std::make_unique<Process>("gateway", PORTICO_GATEWAY_BIN, gateway_env_,
-                                       dir_ + "/gateway." + std::to_string(restarts_++) + ".log");
+  gateway_ = std::make_unique<Process>(
+      "gateway", PORTICO_GATEWAY_BIN,
+      Merge(gateway_env_, {"PORTICO_HTTP_ADDR=" + addr(ports_.http),
+                           "PORTICO_ADMIN_ADDR=" + addr(ports_.gateway_admin)}),
+      dir_ + "/gateway." + std::to_string(restarts_++) + ".log");
   WaitReady(ports_.gateway_admin);
 }
 

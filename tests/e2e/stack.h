@@ -46,6 +46,8 @@ struct StackOptions {
   std::vector<std::string> users_env;
   /// The same for the data service.
   std::vector<std::string> data_env;
+  /// The same for the gateway.
+  std::vector<std::string> gateway_env;
 };
 
 /// PostgreSQL (shared per test binary) + users + data + gateway.
@@ -86,6 +88,17 @@ class Stack {
   const std::string& data_database_url() const { return data_db_; }
   /// Path of the portico-users binary.
   static std::string UsersBinary();
+  /// Path of the portico-gateway binary.
+  static std::string GatewayBinary();
+  /// Starts one more gateway in front of this stack's users and data, on
+  /// free ports, with `extra_env` on top of the stack gateway's variables,
+  /// and waits until it is ready (throws with its log if it is not within
+  /// 60 s). Its public port goes to `*http_port`, its admin port to
+  /// `*admin_port` if given. It stops (SIGTERM) when the returned process is
+  /// destroyed.
+  std::unique_ptr<Process> StartGateway(const std::vector<std::string>& extra_env,
+                                        std::uint16_t* http_port,
+                                        std::uint16_t* admin_port = nullptr);
   /// Every process's log, for failure messages and log assertions.
   std::string Logs() const;
 

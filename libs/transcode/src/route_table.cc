@@ -185,6 +185,7 @@ Result<RouteTable> RouteTable::Build(const std::vector<std::string>& services,
       for (const HttpRule* r : rules) {
         auto route = MakeRoute(m, *r, policy);
         if (!route.ok()) return std::move(route).error();
+        route.value()->timeout = std::chrono::milliseconds(rule.timeout_ms());
         const auto key = std::make_pair(route.value()->method, route.value()->path.Shape());
         const std::string owner = m->full_name() + " (" + route.value()->path.text() + ")";
         if (auto [it, inserted] = owners.emplace(key, owner); !inserted) {

@@ -26,6 +26,7 @@
 #include <thread>
 
 #include "handler.h"
+#include "protection.h"
 #include "portico/log/log.h"
 #include "portico/transcode/problem.h"
 #include "upstream.h"
@@ -47,6 +48,7 @@ class Session;
 struct Gateway::Impl {
   GatewayOptions options;
   std::unique_ptr<RequestHandler> handler;
+  std::unique_ptr<Protection> protection;
 
   // Live connections, for shutdown. Declared before the io_context: sessions
   // unregister themselves when the io_context destroys their handlers.
@@ -68,14 +70,15 @@ struct Gateway::Impl {
 
 class Session : public std::enable_shared_from_this<Session> {
  public:
-  Session(tcp::socket&& socket, Gateway::Impl& server)
-      : stream_(std::move(socket)), server_(server) {
+  Session(tcp::socket&& socket, Gateway::Impl& server, Protection::Admission admission)
+      : stream_(std::move(socket)), server_(server), admission_(admission) {
     beast::error_code ec;
     const auto remote = stream_.socket().remote_endpoint(ec);
     if (!ec) remote_ = remote.address().to_string();
   }
 
   ~Session() {
+    server_.protection->ReleaseConnection(admission_);
     std::lock_guard lock(server_.sessions_mu);
     server_.sessions.erase(this);
     server_.sessions_cv.notify_all();
@@ -131,6 +134,12 @@ class Session : public std::enable_shared_from_this<Session> {
   void OnHeader(beast::error_code ec) {
     if (ec) return OnReadError(ec);
     busy_ = true;
+    if (admission_ == Protection::Admission::kReject) {
+      // Over the connection limit: told so once its request header is in.
+      version_ = parser_->get().version() == 10 ? 10 : 11;
+      keep_alive_ = false;
+      return Write(server_.protection->OverCapacity(Convert(parser_->get())));
+    }
     const auto& req = parser_->get();
     if (beast::iequals(req[http::field::expect], "100-continue") && !parser_->is_done()) {
       auto cont = std::make_shared<http::response<http::empty_body>>(http::status::continue_,
@@ -182,7 +191,8 @@ class Session : public std::enable_shared_from_this<Session> {
       for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
       r.headers.emplace_back(std::move(name), std::string(field.value()));
     }
-    r.client_address = remote_;
+    r.client_address = server_.protection->ClientAddress(remote_, r);
+    response_context_ = server_.protection->ContextOf(r);
     return r;
   }
 
@@ -202,11 +212,15 @@ class Session : public std::enable_shared_from_this<Session> {
     HttpRequest r = Convert(req);
     r.body = std::move(req.body());
     stream_.expires_never();  // the backend deadline bounds what follows
+    if (auto early = server_.protection->Screen(r)) return Write(std::move(*early));
     auto self = shared_from_this();
     server_.handler->Handle(
         std::move(r),
         [self](std::function<void()> fn) { net::post(self->stream_.get_executor(), std::move(fn)); },
-        [self](HttpResponse response) { self->Write(std::move(response)); });
+        [self](HttpResponse response) {
+          self->server_.protection->EndRequest();
+          self->Write(std::move(response));
+        });
   }
 
   void Write(HttpResponse response) {
@@ -222,6 +236,7 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   void WriteResponse(HttpResponse response) {
+    server_.protection->Decorate(response_context_, response);
     auto res = std::make_shared<http::response<http::string_body>>();
     res->version(version_);
     res->result(static_cast<unsigned>(response.status));
@@ -270,6 +285,8 @@ class Session : public std::enable_shared_from_this<Session> {
 
   beast::tcp_stream stream_;
   Gateway::Impl& server_;
+  const Protection::Admission admission_;
+  ResponseContext response_context_;  // of the request being answered
   std::string remote_;
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
@@ -308,7 +325,13 @@ void Gateway::Impl::Accept() {
       return;
     }
     if (draining) return;
-    auto session = std::make_shared<Session>(std::move(socket), *this);
+    const auto admission = protection->AdmitConnection();
+    if (admission == Protection::Admission::kRefuse) {
+      beast::error_code ignored;
+      socket.close(ignored);
+      return Accept();
+    }
+    auto session = std::make_shared<Session>(std::move(socket), *this, admission);
     {
       std::lock_guard lock(sessions_mu);
       sessions.emplace(session.get(), session);
@@ -341,6 +364,9 @@ Result<std::unique_ptr<Gateway>> Gateway::Create(GatewayOptions options,
   impl->handler = std::make_unique<RequestHandler>(options, std::move(routes).value(),
                                                    std::move(upstreams).value(), std::move(keys),
                                                    std::move(refresh_keys));
+  auto protection = Protection::Create(options, *impl->handler);
+  if (!protection.ok()) return std::move(protection).error();
+  impl->protection = std::move(protection).value();
   return std::unique_ptr<Gateway>(new Gateway(std::move(impl)));
 }
 

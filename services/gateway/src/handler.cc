@@ -343,6 +343,27 @@ HttpResponse RequestHandler::Reject(const HttpRequest& request, int status, std:
   return r;
 }
 
+HttpResponse RequestHandler::Answer(const HttpRequest& request, HttpResponse response) {
+  Exchange ex;
+  ex.request = request;
+  metrics_->in_flight.Increment();
+  const std::string_view id = request.Header("x-request-id");
+  ex.request_id = IsSaneRequestId(id) ? std::string(id) : NewUuidV7();
+  ex.trace = ContinueTrace(request.Header("traceparent"));
+  ex.method_label = MethodLabel(request.method);
+  std::string query;
+  SplitTarget(request.target, &ex.path, &query);
+  Finish(ex, response);
+  return response;
+}
+
+std::vector<std::string> RequestHandler::AllowedMethods(std::string_view path) const {
+  // No route has the method OPTIONS: the table answers with the path's methods.
+  auto match = routes_.Match("OPTIONS", path);
+  if (match.kind != transcode::MatchResult::Kind::kMethodNotAllowed) return {};
+  return match.allowed;
+}
+
 void RequestHandler::Handle(HttpRequest request, const Post& post, Done done) {
   auto ex = std::make_shared<Exchange>();
   metrics_->in_flight.Increment();
@@ -500,7 +521,9 @@ void RequestHandler::Route(const std::shared_ptr<Exchange>& ex, const Post& post
 bool RequestHandler::CallBackend(std::shared_ptr<Exchange> ex, const Post& post, Done& done) {
   const transcode::Route& route = *ex->route;
   grpc::ClientContext& ctx = ex->ctx;
-  ctx.set_deadline(std::chrono::system_clock::now() + options_.request_timeout);
+  // A route's own deadline (its HTTP rule's timeout_ms) replaces the default.
+  const auto timeout = route.timeout.count() > 0 ? route.timeout : options_.request_timeout;
+  ctx.set_deadline(std::chrono::system_clock::now() + timeout);
   for (std::string_view name : {"authorization", "idempotency-key", "if-match", "if-none-match"}) {
     const std::string_view v = name == "authorization" && !ex->authorization.empty()
                                    ? std::string_view(ex->authorization)

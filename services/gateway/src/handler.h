@@ -52,6 +52,12 @@ class RequestHandler {
   /// `request` may be partially filled.
   HttpResponse Reject(const HttpRequest& request, int status, std::string_view code,
                       std::string detail);
+  /// An answer the HTTP layer composes itself (e.g. a CORS preflight's 204),
+  /// given request id, common headers, access log and metrics like any other.
+  HttpResponse Answer(const HttpRequest& request, HttpResponse response);
+  /// The methods routed on `path` (no query), sorted; empty if none.
+  /// Thread-safe.
+  std::vector<std::string> AllowedMethods(std::string_view path) const;
 
   /// From now on no backend call starts: requests that would need one are
   /// answered 503 UNAVAILABLE. Irreversible; thread-safe.

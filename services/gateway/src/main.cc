@@ -5,11 +5,14 @@
 
 #include <csignal>
 #include <iostream>
+#include <cstdio>
 #include <thread>
 
 #include <string>
 #include <vector>
 
+#include "client_address.h"
+#include "cors.h"
 #include "portico/admin/admin_server.h"
 #include "portico/admin/metrics.h"
 #include "portico/config/config.h"
@@ -23,6 +26,12 @@ namespace {
 
 using portico::config::Kind;
 using portico::config::Var;
+
+// Deeper JSON would reach the parsers' own limits before the gateway's:
+// Boost.JSON's default of 32 (bodies bound to one field) and protobuf's 100
+// levels of nested messages, of which each level of a JSON value inside a
+// google.protobuf.Struct (an item's `data`) takes three.
+constexpr std::int64_t kMaxJsonDepth = 32;
 
 std::vector<Var> Vars() {
   std::vector<Var> vars = {
@@ -44,6 +53,32 @@ std::vector<Var> Vars() {
        .help = "time allowed to read one request (header and body)"},
       {.name = "PORTICO_IDLE_TIMEOUT", .kind = Kind::kDuration, .default_value = "60s",
        .help = "how long an idle keep-alive connection stays open"},
+      {.name = "PORTICO_MAX_CONNECTIONS", .kind = Kind::kInt, .default_value = "10000",
+       .help = "open connections at most; a connection beyond is answered 503 and closed",
+       .min = 1, .max = 1'000'000},
+      {.name = "PORTICO_MAX_IN_FLIGHT", .kind = Kind::kInt, .default_value = "1000",
+       .help = "requests handled at once at most; beyond: 503", .min = 1, .max = 1'000'000},
+      {.name = "PORTICO_MAX_JSON_DEPTH", .kind = Kind::kInt, .default_value = "32",
+       .help = "deepest nesting of arrays/objects in a request body (deeper: 400)", .min = 1,
+       .max = kMaxJsonDepth},
+      {.name = "PORTICO_RATE_LIMIT", .kind = Kind::kInt, .default_value = "0",
+       .help = "requests per second per client address (token bucket); 0 turns it off",
+       .min = 0, .max = 1'000'000},
+      {.name = "PORTICO_RATE_BURST", .kind = Kind::kInt, .default_value = "50",
+       .help = "requests a client may send at once above its rate", .min = 1,
+       .max = 1'000'000},
+      {.name = "PORTICO_TRUSTED_PROXIES", .default_value = "",
+       .help = "comma-separated CIDRs of reverse proxies whose X-Forwarded-For is believed "
+               "(e.g. 10.0.0.0/8,fd00::/8); empty: the peer is the client"},
+      {.name = "PORTICO_CORS_ORIGINS", .default_value = "",
+       .help = "comma-separated origins allowed to call from browsers "
+               "(https://app.example.com), or * (then without credentials); empty: CORS off"},
+      {.name = "PORTICO_CORS_MAX_AGE", .kind = Kind::kDuration, .default_value = "10m",
+       .help = "how long browsers may cache a CORS preflight answer"},
+      {.name = "PORTICO_GZIP", .kind = Kind::kBool, .default_value = "true",
+       .help = "gzip response bodies for clients that accept it"},
+      {.name = "PORTICO_GZIP_MIN_SIZE", .kind = Kind::kSize, .default_value = "1KiB",
+       .help = "smallest response body that is gzipped"},
   };
   for (auto& v : portico::runtime::TokenVars("required of access tokens")) {
     vars.push_back(std::move(v));
@@ -93,6 +128,32 @@ int main(int argc, char** argv) {
   options.header_timeout = cfg.GetDuration("PORTICO_HEADER_TIMEOUT");
   options.idle_timeout = cfg.GetDuration("PORTICO_IDLE_TIMEOUT");
   options.max_body_size = cfg.GetSize("PORTICO_MAX_BODY_SIZE");
+  options.max_connections = static_cast<std::size_t>(cfg.GetInt("PORTICO_MAX_CONNECTIONS"));
+  options.max_in_flight = static_cast<std::size_t>(cfg.GetInt("PORTICO_MAX_IN_FLIGHT"));
+  options.max_json_depth = static_cast<std::size_t>(cfg.GetInt("PORTICO_MAX_JSON_DEPTH"));
+  options.rate_limit = static_cast<double>(cfg.GetInt("PORTICO_RATE_LIMIT"));
+  options.rate_burst = static_cast<double>(cfg.GetInt("PORTICO_RATE_BURST"));
+  options.trusted_proxies = cfg.GetString("PORTICO_TRUSTED_PROXIES");
+  options.cors_origins = cfg.GetString("PORTICO_CORS_ORIGINS");
+  options.cors_max_age =
+      std::chrono::duration_cast<std::chrono::seconds>(cfg.GetDuration("PORTICO_CORS_MAX_AGE"));
+  options.gzip = cfg.GetBool("PORTICO_GZIP");
+  options.gzip_min_size = cfg.GetSize("PORTICO_GZIP_MIN_SIZE");
+  // Lists the config library cannot check by kind: a bad one stops the start.
+  std::vector<std::pair<std::string, std::string>> invalid;
+  if (auto r = portico::gateway::CidrSet::Parse(options.trusted_proxies); !r.ok()) {
+    invalid.emplace_back("PORTICO_TRUSTED_PROXIES", r.error().message);
+  }
+  if (auto r = portico::gateway::CorsPolicy::Parse(options.cors_origins, options.cors_max_age);
+      !r.ok()) {
+    invalid.emplace_back("PORTICO_CORS_ORIGINS", r.error().message);
+  }
+  for (const auto& [name, error] : invalid) {
+    std::fprintf(stderr, "portico-gateway: %s: %s\n", name.c_str(), error.c_str());
+    log::Error("invalid configuration", {{"variable", name}, {"error", error}});
+    log::Flush();
+    return 2;
+  }
   options.jwt_issuer = cfg.GetString("PORTICO_JWT_ISSUER");
   options.jwt_audience = cfg.GetString("PORTICO_JWT_AUDIENCE");
 

@@ -54,6 +54,17 @@ TEST(RouteTableTest, CarriesRuleAndAccess) {
   EXPECT_TRUE(t.Match("GET", "/v1/kitchen/x:watch").route->server_streaming);
 }
 
+TEST(RouteTableTest, CarriesTheRuleDeadlineToEveryBinding) {
+  RouteTable t = Kitchen();
+  EXPECT_EQ(t.Match("GET", "/v1/kitchen/me").route->timeout, std::chrono::milliseconds(2500));
+  EXPECT_EQ(t.Match("GET", "/v1/me").route->timeout, std::chrono::milliseconds(2500));
+  EXPECT_EQ(t.Match("POST", "/v1/kitchen").route->timeout, std::chrono::milliseconds(0));
+  // Sign-in sheds work after 5 s instead of the gateway's default.
+  RouteTable real = Real();
+  EXPECT_EQ(real.Match("POST", "/v1/auth/login").route->timeout, std::chrono::milliseconds(5000));
+  EXPECT_EQ(real.Match("POST", "/v1/auth/register").route->timeout, std::chrono::milliseconds(0));
+}
+
 TEST(RouteTableTest, LiteralBeatsVariableRegardlessOfDeclarationOrder) {
   RouteTable t = Kitchen();
   EXPECT_EQ(RpcOf(t.Match("GET", "/v1/kitchen/me")), "Me");

@@ -4,6 +4,7 @@
 // per HTTP binding (the rule and each of its additional_bindings); RPCs
 // without an `http` option are internal and never routed.
 
+#include <chrono>
 #include <memory>
 #include <optional>
 #include <string>
@@ -42,6 +43,9 @@ struct Route {
   Access access = Access::kUser;
   std::vector<std::string> scopes;
   bool server_streaming = false;
+  /// The rule's own deadline for the backend call (timeout_ms); zero: the
+  /// gateway's default. Additional bindings share their RPC's.
+  std::chrono::milliseconds timeout{0};
 };
 
 /// Variables captured from a path: (field path, percent-decoded value).

@@ -39,6 +39,19 @@ struct GatewayOptions {
   std::chrono::milliseconds idle_timeout{60'000};     // keep-alive wait for the next request
   std::size_t max_body_size = 1 << 20;                // larger bodies: 413
   std::size_t max_header_size = 16 << 10;             // larger headers: 431
+  // Protection (src/protection.h). A connection beyond max_connections is
+  // answered 503 + Retry-After and closed; a request beyond max_in_flight
+  // (being handled at once, gateway-wide) is answered 503 + Retry-After.
+  std::size_t max_connections = 10'000;
+  std::size_t max_in_flight = 1'000;
+  std::size_t max_json_depth = 32;  // deeper request bodies: 400
+  double rate_limit = 0;            // requests per second per client; 0: off
+  double rate_burst = 50;           // requests a client may save up
+  std::string trusted_proxies;      // comma-separated CIDRs whose X-Forwarded-For is believed
+  std::string cors_origins;         // comma-separated origins, or "*"; empty: CORS off
+  std::chrono::seconds cors_max_age{600};
+  std::size_t gzip_min_size = 1024;  // smaller bodies are sent as they are
+  bool gzip = true;
   std::string jwt_issuer = "portico";
   std::string jwt_audience = "portico-api";
 };
