@@ -23,6 +23,8 @@ class Process {
   bool Running();
   std::string Log() const;
   const std::string& name() const { return name_; }
+  /// The process id while it runs (e.g. to SIGSTOP it), else -1.
+  pid_t pid() const { return pid_; }
 
  private:
   std::string name_;
@@ -41,6 +43,8 @@ struct StackOptions {
   std::vector<std::string> users_env;
   /// The same for the data service.
   std::vector<std::string> data_env;
+  /// The same for the gateway.
+  std::vector<std::string> gateway_env;
 };
 
 /// PostgreSQL (shared per test binary) + users + data + gateway.

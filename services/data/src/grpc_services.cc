@@ -166,7 +166,14 @@ grpc::Status DataServiceImpl::WatchChanges(grpc::ServerContext* ctx,
     return watches_->Watch(
         owner->subject, req->collection(), req->since(), end,
         [writer](const v1::Change& change) { return writer->Write(change); },
-        [ctx] { return ctx->IsCancelled(); });
+        [ctx] { return ctx->IsCancelled(); },
+        [ctx, writer] {
+          // The request is valid: tell the caller (the gateway starts its
+          // HTTP response on this) before the first change, which may be a
+          // long way off.
+          ctx->AddInitialMetadata("x-stream-open", "1");
+          writer->SendInitialMetadata();
+        });
   });
 }
 

@@ -124,7 +124,8 @@ void Watches::Listen(std::stop_token stop) {
 
 Status Watches::Watch(const std::string& owner, std::string_view collection, std::int64_t since,
                       Deadline end, const std::function<bool(const v1::Change&)>& send,
-                      const std::function<bool()>& cancelled) {
+                      const std::function<bool()>& cancelled,
+                      const std::function<void()>& on_open) {
   Waiter waiter;
   {
     std::lock_guard lock(mu_);
@@ -158,6 +159,7 @@ Status Watches::Watch(const std::string& owner, std::string_view collection, std
       self->open_gauge_.Decrement();
     }
   } unregister{this, &waiter, owner};
+  bool on_open_done = false;
 
   for (;;) {
     std::uint64_t seen;
@@ -173,6 +175,10 @@ Status Watches::Watch(const std::string& owner, std::string_view collection, std
     auto page = items_.WatchPage(owner, collection, since, options_.page_size,
                                  std::min(end, DeadlineIn(kReadBudget)));
     if (!page.ok()) return std::move(page).error();
+    if (on_open && !on_open_done) {
+      on_open();
+      on_open_done = true;
+    }
     for (const auto& change : page->changes()) {
       if (!send(change)) return Error::Unavailable("the client went away");
     }

@@ -57,7 +57,8 @@ class Watches {
   /// within cancel_check).
   void Stop();
 
-  /// Runs one watch on the calling thread until it ends: calls `send` for
+  /// Runs one watch on the calling thread until it ends: calls `on_open`
+  /// once the first read succeeded (the request is valid), then `send` for
   /// each change in seq order (false from `send`: the client is gone).
   /// Returns why it ended: the read's error (SINCE_TOO_OLD,
   /// kUnauthenticated once the owner is purged, kInvalidArgument, pool
@@ -66,7 +67,8 @@ class Watches {
   /// `cancelled` true), kDeadlineExceeded at `end`. Blocks.
   Status Watch(const std::string& owner, std::string_view collection, std::int64_t since,
                Deadline end, const std::function<bool(const v1::Change&)>& send,
-               const std::function<bool()>& cancelled);
+               const std::function<bool()>& cancelled,
+               const std::function<void()>& on_open = {});
 
   /// Watches open now.
   int open() const;

@@ -42,6 +42,8 @@ struct Route {
   Access access = Access::kUser;
   std::vector<std::string> scopes;
   bool server_streaming = false;
+  std::string stream_event_id;  // "" or a field of the response (SSE `id:`)
+  std::string stream_resume;    // "" or a request field that Last-Event-ID fills
 };
 
 /// Variables captured from a path: (field path, percent-decoded value).

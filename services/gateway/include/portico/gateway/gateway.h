@@ -39,6 +39,11 @@ struct GatewayOptions {
   std::chrono::milliseconds idle_timeout{60'000};     // keep-alive wait for the next request
   std::size_t max_body_size = 1 << 20;                // larger bodies: 413
   std::size_t max_header_size = 16 << 10;             // larger headers: 431
+  // Server-streaming routes: the longest a stream stays open (its gRPC
+  // deadline; a client reconnects with Last-Event-ID), and how often an idle
+  // SSE stream sends a keep-alive comment.
+  std::chrono::milliseconds stream_max_duration{3'600'000};
+  std::chrono::milliseconds stream_keepalive{15'000};
   std::string jwt_issuer = "portico";
   std::string jwt_audience = "portico-api";
 };
