@@ -452,6 +452,26 @@ TEST(Stream, PipelinedRequestSurvivesTheClientWatch) {
   })) << s.body();
 }
 
+TEST(Stream, TheDataServiceStoppingEndsOpenStreamsWithAFinalError) {
+  Stack& stack = RunningStack();
+  Account a = SignUp("stopping");
+  StreamClient s(stack.ports().http, WatchTarget("notes"), a.Auth({{"Accept", "text/event-stream"}}));
+  ASSERT_EQ(s.ReadHead(), 200);
+  ASSERT_TRUE(PollMetric(stack.ports().data_admin, "portico_data_watches_open", 1));
+  // SIGTERM: the watch ends at once instead of holding the drain's grace.
+  const auto start = Clock::now();
+  stack.StopData();  // throws unless it exits 0
+  EXPECT_LT(Clock::now() - start, 5s);
+  ASSERT_TRUE(s.ReadToEnd(10s)) << s.body();
+  const auto events = Events(s.body());
+  ASSERT_FALSE(events.empty()) << s.body();
+  EXPECT_EQ(events.back().event, "error");
+  auto problem = json::parse(events.back().data).as_object();
+  EXPECT_EQ(Str(problem, "code"), "UNAVAILABLE");
+  EXPECT_EQ(problem.at("status").as_int64(), 503);
+  stack.StartData();
+}
+
 TEST(Stream, ShutdownEndsOpenStreamsPromptlyAndExitsZero) {
   Stack stack;
   const std::string email = UniqueEmail("shutdown");
