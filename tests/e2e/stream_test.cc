@@ -53,7 +53,8 @@ class StreamClient {
   ~StreamClient() { Close(); }
 
   void Send(const std::string& bytes) {
-    if (::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(bytes.size())) {
+    if (::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL) !=
+        static_cast<ssize_t>(bytes.size())) {
       throw std::runtime_error("send failed");
     }
   }
@@ -229,8 +230,7 @@ double Metric(std::uint16_t admin_port, const std::string& series) {
     if (pos == 0 || r.body[pos - 1] == '\n') {
       const auto sp = r.body.find(' ', pos + series.size() - 1);
       if (sp != std::string::npos && (r.body[pos + series.size()] == ' ' ||
-                                      r.body[pos + series.size()] == '{' ||
-                                      series.back() == '}')) {
+                                      r.body[pos + series.size()] == '{' || series.back() == '}')) {
         return std::stod(r.body.substr(sp + 1, r.body.find('\n', sp) - sp - 1));
       }
     }
@@ -262,9 +262,9 @@ TEST(Stream, SseDeliversBacklogThenLiveChangesWithTombstones) {
   ASSERT_TRUE(s.ReadUntil(HasEvents(2))) << s.body();
 
   // Live, while the stream is open: an update and a delete.
-  ASSERT_EQ(Call("PUT", "/v1/collections/notes/items/" + second, R"({"data":{"n":22}})", a.Auth())
-                .status,
-            200);
+  ASSERT_EQ(
+      Call("PUT", "/v1/collections/notes/items/" + second, R"({"data":{"n":22}})", a.Auth()).status,
+      200);
   ASSERT_EQ(Call("DELETE", "/v1/collections/notes/items/" + first, "", a.Auth()).status, 204);
   ASSERT_TRUE(s.ReadUntil(HasEvents(4))) << s.body();
 
@@ -287,9 +287,8 @@ TEST(Stream, SseDeliversBacklogThenLiveChangesWithTombstones) {
   EXPECT_EQ(Str(c4.at("item").as_object(), "id"), first);
 
   // Idle: keep-alive comments (every 300 ms in this stack).
-  ASSERT_TRUE(s.ReadUntil([](const std::string& b) { return b.find(": keep-alive\n\n") !=
-                                                           std::string::npos; },
-                          5s))
+  ASSERT_TRUE(s.ReadUntil(
+      [](const std::string& b) { return b.find(": keep-alive\n\n") != std::string::npos; }, 5s))
       << s.body();
 }
 
@@ -339,9 +338,9 @@ TEST(Stream, ErrorsBeforeTheFirstMessageAreOrdinaryProblems) {
   Account a = SignUp("errors");
   CreateItem(a, "notes", R"({})");
   // A position this feed never had: 410, as ListChanges.
-  ExpectProblem(Call("GET", WatchTarget("notes", "since=999"), "",
-                     a.Auth({{"Accept", "text/event-stream"}})),
-                410, "FAILED_PRECONDITION");
+  ExpectProblem(
+      Call("GET", WatchTarget("notes", "since=999"), "", a.Auth({{"Accept", "text/event-stream"}})),
+      410, "FAILED_PRECONDITION");
   auto unauth = Call("GET", WatchTarget("notes"), "", {{"Accept", "text/event-stream"}});
   ExpectProblem(unauth, 401, "UNAUTHENTICATED");
   EXPECT_EQ(unauth.Header("www-authenticate"), "Bearer");
@@ -455,7 +454,8 @@ TEST(Stream, PipelinedRequestSurvivesTheClientWatch) {
 TEST(Stream, TheDataServiceStoppingEndsOpenStreamsWithAFinalError) {
   Stack& stack = RunningStack();
   Account a = SignUp("stopping");
-  StreamClient s(stack.ports().http, WatchTarget("notes"), a.Auth({{"Accept", "text/event-stream"}}));
+  StreamClient s(stack.ports().http, WatchTarget("notes"),
+                 a.Auth({{"Accept", "text/event-stream"}}));
   ASSERT_EQ(s.ReadHead(), 200);
   ASSERT_TRUE(PollMetric(stack.ports().data_admin, "portico_data_watches_open", 1));
   // SIGTERM: the watch ends at once instead of holding the drain's grace.

@@ -131,8 +131,8 @@ Status Watches::Watch(const std::string& owner, std::string_view collection, std
     std::lock_guard lock(mu_);
     if (stopping_) return Error::Unavailable("the service is shutting down");
     if (open_ >= options_.max_watches) {
-      Error e{ErrorCode::kResourceExhausted,
-                "too many change watches are open; try again later", {}};
+      Error e{
+          ErrorCode::kResourceExhausted, "too many change watches are open; try again later", {}};
       e.retry_after_seconds = 5;
       return e;
     }

@@ -32,10 +32,10 @@ namespace portico::data {
 class Items;
 
 struct WatchOptions {
-  int max_watches = 16;                            // beyond: kResourceExhausted
-  std::chrono::milliseconds poll_interval{5000};   // re-read without a notification
-  std::chrono::milliseconds cancel_check{200};     // how often `cancelled` is asked
-  int page_size = 500;                             // changes per read of the backlog
+  int max_watches = 16;                           // beyond: kResourceExhausted
+  std::chrono::milliseconds poll_interval{5000};  // re-read without a notification
+  std::chrono::milliseconds cancel_check{200};    // how often `cancelled` is asked
+  int page_size = 500;                            // changes per read of the backlog
 };
 
 /// Thread-safe. Start and Stop from the owning thread; Watch from any number
@@ -67,8 +67,7 @@ class Watches {
   /// `cancelled` true), kDeadlineExceeded at `end`. Blocks.
   Status Watch(const std::string& owner, std::string_view collection, std::int64_t since,
                Deadline end, const std::function<bool(const v1::Change&)>& send,
-               const std::function<bool()>& cancelled,
-               const std::function<void()>& on_open = {});
+               const std::function<bool()>& cancelled, const std::function<void()>& on_open = {});
 
   /// Watches open now.
   int open() const;

@@ -13,6 +13,8 @@
 // which hands that reference to the strand, so no gRPC callback outlives
 // the call and OnDone's unregistering is the last use of the handler (the
 // same rule as unary calls, see CallBackend).
+#include <google/protobuf/descriptor.h>
+#include <google/protobuf/message.h>
 #include <grpcpp/client_context.h>
 #include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/support/byte_buffer.h>
@@ -20,9 +22,6 @@
 #include <prometheus/counter.h>
 #include <prometheus/gauge.h>
 #include <prometheus/registry.h>
-
-#include <google/protobuf/descriptor.h>
-#include <google/protobuf/message.h>
 
 #include <cctype>
 #include <stdexcept>
@@ -43,17 +42,16 @@ struct StreamMetrics {
   prometheus::Gauge& open;
   prometheus::Counter& messages;
   static StreamMetrics& Get() {
-    static StreamMetrics m{
-        prometheus::BuildGauge()
-            .Name("portico_http_streams_open")
-            .Help("Streamed responses (server-streaming routes) open.")
-            .Register(*admin::Registry())
-            .Add({}),
-        prometheus::BuildCounter()
-            .Name("portico_http_stream_messages_total")
-            .Help("Messages sent on streamed responses.")
-            .Register(*admin::Registry())
-            .Add({})};
+    static StreamMetrics m{prometheus::BuildGauge()
+                               .Name("portico_http_streams_open")
+                               .Help("Streamed responses (server-streaming routes) open.")
+                               .Register(*admin::Registry())
+                               .Add({}),
+                           prometheus::BuildCounter()
+                               .Name("portico_http_stream_messages_total")
+                               .Help("Messages sent on streamed responses.")
+                               .Register(*admin::Registry())
+                               .Add({})};
     return m;
   }
 };
@@ -103,17 +101,22 @@ std::string EventId(const transcode::Route& route, const pb::Message& m) {
   if (f == nullptr || f->is_repeated()) return {};
   const pb::Reflection* r = m.GetReflection();
   switch (f->cpp_type()) {
-    case pb::FieldDescriptor::CPPTYPE_INT32: return std::to_string(r->GetInt32(m, f));
-    case pb::FieldDescriptor::CPPTYPE_INT64: return std::to_string(r->GetInt64(m, f));
-    case pb::FieldDescriptor::CPPTYPE_UINT32: return std::to_string(r->GetUInt32(m, f));
-    case pb::FieldDescriptor::CPPTYPE_UINT64: return std::to_string(r->GetUInt64(m, f));
+    case pb::FieldDescriptor::CPPTYPE_INT32:
+      return std::to_string(r->GetInt32(m, f));
+    case pb::FieldDescriptor::CPPTYPE_INT64:
+      return std::to_string(r->GetInt64(m, f));
+    case pb::FieldDescriptor::CPPTYPE_UINT32:
+      return std::to_string(r->GetUInt32(m, f));
+    case pb::FieldDescriptor::CPPTYPE_UINT64:
+      return std::to_string(r->GetUInt64(m, f));
     case pb::FieldDescriptor::CPPTYPE_STRING: {
       std::string v = r->GetString(m, f);
       // An id with a line break would end the field early.
       if (v.find_first_of("\r\n") != std::string::npos) return {};
       return v;
     }
-    default: return {};
+    default:
+      return {};
   }
 }
 
@@ -303,17 +306,16 @@ class StreamCall final : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc::
     }
     if (!clean && problem.status >= 500 && !client_gone_) {
       log::ScopedContext scope(ex.LogContext());
-      log::Warn("backend stream failed", {{"rpc", ex.route->rpc_path},
-                                          {"code", problem.code},
-                                          {"error", status.error_message()}});
+      log::Warn(
+          "backend stream failed",
+          {{"rpc", ex.route->rpc_path}, {"code", problem.code}, {"error", status.error_message()}});
     }
     if (!begun_) {
       // Nothing sent yet: an ordinary response.
       HttpResponse r;
       if (clean) {
         r.status = 200;
-        r.headers.emplace_back("Content-Type",
-                               sse_ ? "text/event-stream" : "application/x-ndjson");
+        r.headers.emplace_back("Content-Type", sse_ ? "text/event-stream" : "application/x-ndjson");
       } else {
         r = handler_.ProblemResponse(ex, problem);
       }
@@ -328,11 +330,10 @@ class StreamCall final : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc::
     if (client_gone_) return ex.conn->EndStream();
     if (clean) return ex.conn->EndStream();
     const std::string json = transcode::RenderProblem(problem, ex.request_id);
-    std::string last = sse_ ? "event: error\n" + DataLines(json) + "\n"
-                            : "{\"error\":" + json + "}\n";
-    ex.conn->WriteChunk(std::move(last), [self = shared_from_this()](bool) {
-      self->ex_->conn->EndStream();
-    });
+    std::string last =
+        sse_ ? "event: error\n" + DataLines(json) + "\n" : "{\"error\":" + json + "}\n";
+    ex.conn->WriteChunk(std::move(last),
+                        [self = shared_from_this()](bool) { self->ex_->conn->EndStream(); });
   }
 
   RequestHandler& handler_;
@@ -386,9 +387,9 @@ bool RequestHandler::StartStream(std::shared_ptr<Exchange> ex, const transcode::
   };
   std::shared_ptr<StreamCall> call;
   try {
-    call = std::make_shared<StreamCall>(*this, ex, post, std::move(done),
-                                        AcceptsEventStream(ex->request.Header("accept")),
-                                        unregister);
+    call =
+        std::make_shared<StreamCall>(*this, ex, post, std::move(done),
+                                     AcceptsEventStream(ex->request.Header("accept")), unregister);
   } catch (...) {
     unregister();
     throw;

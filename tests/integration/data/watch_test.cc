@@ -118,8 +118,8 @@ TEST_F(WatchTest, BacklogThenLiveChangesInSeqOrderUnderConcurrentWriters) {
   for (int t = 0; t < 4; ++t) {
     writers.emplace_back([&, t] {
       for (int i = 0; i < 10; ++i) {
-        auto c = items_->Create(alice_, "notes", Data(R"({"t":)" + std::to_string(t) + "}"),
-                                Soon());
+        auto c =
+            items_->Create(alice_, "notes", Data(R"({"t":)" + std::to_string(t) + "}"), Soon());
         ASSERT_TRUE(c.ok());
         if (i % 3 == 0) {
           ASSERT_TRUE(items_->Delete(alice_, "notes", c->id(), {}, Soon()).ok());
