@@ -68,7 +68,8 @@ class Gateway {
   /// The bound port (after Start).
   std::uint16_t port() const;
 
-  /// Stops accepting, closes idle connections, answers requests that would
+  /// Stops accepting, ends open streamed responses (each with a final 503
+  /// error event), closes idle connections, answers requests that would
   /// start a backend call from now on 503, lets in-flight requests finish for
   /// up to `grace`, then cancels the rest (answered 499) and joins the
   /// threads. Returns only once no backend call is in flight, so the gateway
