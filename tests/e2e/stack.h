@@ -28,6 +28,8 @@ class Process {
   int WaitForExit(int timeout_ms);
   std::string Log() const;
   const std::string& name() const { return name_; }
+  /// The process id while it runs (e.g. to SIGSTOP it), else -1.
+  pid_t pid() const { return pid_; }
 
  private:
   std::string name_;

@@ -57,6 +57,9 @@ class Connection {
   /// whether the connection is still good for reuse.
   bool CheckIdle();
   void MarkBroken() { broken_ = true; }
+  /// The libpq handle, for protocol features the statement API does not
+  /// cover (LISTEN/NOTIFY in listener.cc).
+  PGconn* native() { return conn_; }
 
   const std::string& last_sqlstate() const { return last_sqlstate_; }
   const std::string& last_constraint() const { return last_constraint_; }

@@ -248,6 +248,11 @@ grpc::Status Handle(grpc::ServerContext* ctx, std::string_view method,
     log::Error("unhandled exception in handler", {{"method", method}});
     status = grpc::Status(grpc::StatusCode::INTERNAL, "internal error");
   }
+  // A call the client gave up on is recorded as such, whatever the handler
+  // made of it (the client never sees the status).
+  if (ctx->IsCancelled() && status.error_code() != grpc::StatusCode::DEADLINE_EXCEEDED) {
+    status = grpc::Status(grpc::StatusCode::CANCELLED, "cancelled by the client");
+  }
   const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
   const char* code = GrpcCodeName(status.error_code());
   const std::string method_label(method);

@@ -206,7 +206,7 @@ Service StartService(int argc, char** argv, std::string_view service, std::strin
 }
 
 int Run(std::string_view service, rpc::Server& server, admin::AdminServer& admin,
-        const config::Config& config) {
+        const config::Config& config, const std::function<void()>& on_drain) {
   if (auto st = server.Start(); !st.ok()) {
     log::Error("cannot start gRPC server", {{"error", st.error().message}});
     log::Flush();
@@ -220,14 +220,15 @@ int Run(std::string_view service, rpc::Server& server, admin::AdminServer& admin
   }
   log::Info("portico-" + std::string(service) + " started",
             {{"grpc_port", server.port()}, {"admin_port", admin.port()}});
-  return ServeUntilSignal(server, admin, std::chrono::seconds(10));
+  return ServeUntilSignal(server, admin, std::chrono::seconds(10), on_drain);
 }
 
 int ServeUntilSignal(rpc::Server& server, admin::AdminServer& admin,
-                     std::chrono::milliseconds grace) {
+                     std::chrono::milliseconds grace, const std::function<void()>& on_drain) {
   const int sig = rpc::WaitForShutdownSignal();
   log::Info("shutting down", {{"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"}});
   admin.SetDraining();
+  if (on_drain) on_drain();
   server.Shutdown(grace);
   admin.Stop();
   log::Info("stopped");

@@ -52,6 +52,8 @@ Result<std::unique_ptr<Route>> MakeRoute(const pb::MethodDescriptor* m, const Ht
   route->response_body = rule.response_body();
   route->success_status = rule.success_status();
   route->server_streaming = m->server_streaming();
+  route->stream_event_id = rule.stream_event_id();
+  route->stream_resume = rule.stream_resume();
   switch (policy.access()) {
     case portico::api::v1::PUBLIC: route->access = Access::kPublic; break;
     case portico::api::v1::ADMIN: route->access = Access::kAdmin; break;
@@ -77,6 +79,19 @@ Result<std::unique_ptr<Route>> MakeRoute(const pb::MethodDescriptor* m, const Ht
       internal::FindField(m->output_type(), route->response_body) == nullptr) {
     return BadRule(m, "response_body \"" + route->response_body + "\" is not a field of " +
                           m->output_type()->full_name());
+  }
+  if ((!route->stream_event_id.empty() || !route->stream_resume.empty()) &&
+      !route->server_streaming) {
+    return BadRule(m, "stream_event_id and stream_resume need a server-streaming RPC");
+  }
+  for (const auto& [name, type] : {std::pair{route->stream_event_id, m->output_type()},
+                                   std::pair{route->stream_resume, m->input_type()}}) {
+    if (name.empty()) continue;
+    const auto* f = internal::FindField(type, name);
+    if (f == nullptr || f->is_repeated() || !internal::IsTextSettable(f)) {
+      return BadRule(m, "\"" + name + "\" must name a singular scalar field of " +
+                            type->full_name());
+    }
   }
   if (route->success_status != 0 &&
       (route->success_status < 200 || route->success_status > 299)) {

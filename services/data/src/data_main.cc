@@ -3,6 +3,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <span>
 #include <thread>
 
@@ -17,6 +18,7 @@
 #include "portico/runtime/runtime.h"
 #include "pruner.h"
 #include "settings.h"
+#include "watches.h"
 
 namespace portico::data {
 
@@ -28,6 +30,12 @@ int Main(int argc, char** argv) {
       "Portico data service: per-user JSON items in named collections over gRPC.", Vars(),
       Migrations());
   const Settings settings = FromConfig(service.startup.config);
+  if (auto st = CheckSettings(settings); !st.ok()) {
+    std::fprintf(stderr, "portico-data: %s\n", st.error().message.c_str());
+    log::Error("invalid configuration", {{"error", st.error().message}});
+    log::Flush();
+    return 2;
+  }
   pg::Pool& pool = service.db->pool();
 
   // Access tokens are signed by users; its public keys verify them here.
@@ -52,7 +60,11 @@ int Main(int argc, char** argv) {
                      .change_retention = settings.change_retention,
                      .idempotency_ttl = settings.idempotency_ttl,
                      .page_token_key = settings.page_token_key});
-  DataServiceImpl data_service(items, verifier);
+  Watches watches(items, service.startup.config.GetString("PORTICO_DATABASE_URL"),
+                  {.max_watches = settings.max_watches,
+                   .poll_interval = settings.watch_poll_interval});
+  watches.Start();
+  DataServiceImpl data_service(items, verifier, &watches);
   DataAdminImpl data_admin(items, verifier);
 
   // Housekeeping: expired tombstones and idempotency keys. Any replica may
@@ -73,7 +85,8 @@ int Main(int argc, char** argv) {
         {"database", ping.ok(), ping.ok() ? "" : ping.error().message},
         {"keys", keys.loaded(), keys.loaded() ? "" : "users has not answered yet"}};
   });
-  return runtime::Run("data", server, admin, service.startup.config);
+  // Watches end first (UNAVAILABLE), so they do not hold the drain's grace.
+  return runtime::Run("data", server, admin, service.startup.config, [&watches] { watches.Stop(); });
 }
 
 }  // namespace portico::data

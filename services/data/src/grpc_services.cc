@@ -1,6 +1,7 @@
 #include "grpc_services.h"
 
 #include "items.h"
+#include "watches.h"
 #include "portico/rpc/call.h"
 
 namespace portico::data {
@@ -143,6 +144,36 @@ grpc::Status DataServiceImpl::ListChanges(grpc::ServerContext* ctx,
     if (!changes.ok()) return std::move(changes).error();
     *resp = std::move(*changes);
     return {};
+  });
+}
+
+grpc::Status DataServiceImpl::WatchChanges(grpc::ServerContext* ctx,
+                                           const v1::WatchChangesRequest* req,
+                                           grpc::ServerWriter<v1::Change>* writer) {
+  if (watches_ == nullptr) {
+    return grpc::Status(grpc::StatusCode::UNIMPLEMENTED, "watching is not enabled");
+  }
+  return rpc::Handle(ctx, "portico.data.v1.DataService/WatchChanges", [&](rpc::Call& call) -> Status {
+    auto owner = Owner(call, verifier_);
+    if (!owner.ok()) return std::move(owner).error();
+    // The stream lives until the caller's own deadline (the gateway sets
+    // one), not call.deadline(), which caps unary work.
+    Deadline end = Deadline::max();
+    if (ctx->deadline() != std::chrono::system_clock::time_point::max()) {
+      end = Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                               ctx->deadline() - std::chrono::system_clock::now());
+    }
+    return watches_->Watch(
+        owner->subject, req->collection(), req->since(), end,
+        [writer](const v1::Change& change) { return writer->Write(change); },
+        [ctx] { return ctx->IsCancelled(); },
+        [ctx, writer] {
+          // The request is valid: tell the caller (the gateway starts its
+          // HTTP response on this) before the first change, which may be a
+          // long way off.
+          ctx->AddInitialMetadata("x-stream-open", "1");
+          writer->SendInitialMetadata();
+        });
   });
 }
 

@@ -2,7 +2,8 @@
 // gRPC transport of the data service: authenticate, decode, call Items,
 // encode, set ETag/Location/status headers. Error reasons (410, 422, 409
 // refinements) come with the Errors Items returns.
-// WatchChanges is not overridden and answers UNIMPLEMENTED.
+// WatchChanges blocks its handler thread for the watch's life (Watches
+// bounds how many); without a Watches it answers UNIMPLEMENTED.
 
 #include "portico/data/v1/data.grpc.pb.h"
 
@@ -13,12 +14,12 @@ class Verifier;
 namespace portico::data {
 
 class Items;
-
+class Watches;
 
 class DataServiceImpl final : public v1::DataService::Service {
  public:
-  DataServiceImpl(Items& items, const auth::Verifier& verifier)
-      : items_(items), verifier_(verifier) {}
+  DataServiceImpl(Items& items, const auth::Verifier& verifier, Watches* watches = nullptr)
+      : items_(items), verifier_(verifier), watches_(watches) {}
 
   grpc::Status CreateItem(grpc::ServerContext* ctx, const v1::CreateItemRequest* req,
                           v1::Item* resp) override;
@@ -36,10 +37,13 @@ class DataServiceImpl final : public v1::DataService::Service {
                                v1::ListCollectionsResponse* resp) override;
   grpc::Status ListChanges(grpc::ServerContext* ctx, const v1::ListChangesRequest* req,
                            v1::ListChangesResponse* resp) override;
+  grpc::Status WatchChanges(grpc::ServerContext* ctx, const v1::WatchChangesRequest* req,
+                            grpc::ServerWriter<v1::Change>* writer) override;
 
  private:
   Items& items_;
   const auth::Verifier& verifier_;
+  Watches* watches_;  // may be null
 };
 
 /// Internal RPCs. Only callers whose (verified) token has role SERVICE are

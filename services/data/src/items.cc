@@ -36,6 +36,14 @@
 // holds one row per live item plus tombstones: replaying it from 0 yields
 // the current collection, and a newer change of an item always gets a larger
 // seq than anything a reader has already passed.
+//
+// Live watchers (watches.h) are woken by NOTIFY on kChangesChannel with the
+// owner id as payload, sent from inside every write (with its seq, in
+// kNextSeq) and every purge: PostgreSQL delivers it only once the
+// transaction commits, and drops it if it rolls back. A wake-up only tells a
+// watcher to read the feed again from its last seq, so the guarantee above
+// carries over; a lost notification costs latency (the watchers re-poll),
+// never a change.
 
 namespace portico::data {
 namespace {
@@ -49,10 +57,12 @@ constexpr std::string_view kItemColumns =
     "(extract(epoch FROM create_time) * 1000000)::int8 AS create_us, "
     "(extract(epoch FROM update_time) * 1000000)::int8 AS update_us";
 
+// NOTIFY on kChangesChannel (spelled out: the SQL is a constant).
+static_assert(std::string_view(kChangesChannel) == "portico_changes");
 constexpr std::string_view kNextSeq =
     "INSERT INTO owner_seqs (owner_id, last_seq) VALUES ($1, 1) "
     "ON CONFLICT (owner_id) DO UPDATE SET last_seq = owner_seqs.last_seq + 1 "
-    "RETURNING last_seq";
+    "RETURNING last_seq, pg_notify('portico_changes', owner_id::text)";
 
 // Records an upsert of the item(s) returned by the CTE `item`.
 constexpr std::string_view kUpsertChange =
@@ -616,15 +626,42 @@ Result<v1::ListChangesResponse> Items::ListChanges(std::string_view owner,
                                                    std::string_view collection,
                                                    std::int64_t since, int page_size,
                                                    Deadline deadline) {
-  if (auto st = ValidateCollection(collection); !st.ok()) return std::move(st).error();
+  if (auto st = ValidateChangesQuery(collection, since, &page_size); !st.ok()) return st.error();
+  auto lease = pool_.Acquire(deadline);
+  if (!lease.ok()) return std::move(lease).error();
+  return ReadChanges(*lease, owner, collection, since, page_size);
+}
+
+Result<v1::ListChangesResponse> Items::WatchPage(std::string_view owner,
+                                                 std::string_view collection, std::int64_t since,
+                                                 int page_size, Deadline deadline) {
+  if (auto st = ValidateChangesQuery(collection, since, &page_size); !st.ok()) return st.error();
+  auto lease = pool_.Acquire(deadline);
+  if (!lease.ok()) return std::move(lease).error();
+  auto page = ReadChanges(*lease, owner, collection, since, page_size);
+  if (!page.ok() && page.error().code != ErrorCode::kFailedPrecondition) return page;
+  // A purge deletes the owner's sequence row, which a feed position then
+  // fails against (SINCE_TOO_OLD); a watcher is told what really happened.
+  auto purged = lease->Exec("SELECT 1 FROM purged_owners WHERE owner_id = $1", {owner});
+  if (!purged.ok()) return std::move(purged).error();
+  if (!purged->empty()) return Error::Unauthenticated("the account no longer exists");
+  return page;
+}
+
+Status Items::ValidateChangesQuery(std::string_view collection, std::int64_t since,
+                                   int* page_size) const {
+  if (auto st = ValidateCollection(collection); !st.ok()) return st;
   if (since < 0) {
     return Error::InvalidArgument("invalid since",
                                   {{"since", "must be 0 or a nextSince from an earlier page"}});
   }
-  if (auto st = ValidatePageSize(&page_size, limits_); !st.ok()) return std::move(st).error();
-  auto lease = pool_.Acquire(deadline);
-  if (!lease.ok()) return std::move(lease).error();
-  auto rows = lease->Exec(
+  return ValidatePageSize(page_size, limits_);
+}
+
+Result<v1::ListChangesResponse> Items::ReadChanges(pg::Lease& lease, std::string_view owner,
+                                                   std::string_view collection,
+                                                   std::int64_t since, int page_size) {
+  auto rows = lease.Exec(
       "SELECT c.seq, c.deleted, c.item_id AS id, c.collection, c.owner_id, i.data::text AS data, "
       "c.version, (extract(epoch FROM c.create_time) * 1000000)::int8 AS create_us, "
       "(extract(epoch FROM c.update_time) * 1000000)::int8 AS update_us "
@@ -636,8 +673,8 @@ Result<v1::ListChangesResponse> Items::ListChanges(std::string_view owner,
   // pruned_seq in one statement, so if the page missed a pruned tombstone,
   // this read sees the raised mark.
   if (since > 0) {
-    auto mark = lease->Exec("SELECT last_seq, pruned_seq FROM owner_seqs WHERE owner_id = $1",
-                            {owner});
+    auto mark = lease.Exec("SELECT last_seq, pruned_seq FROM owner_seqs WHERE owner_id = $1",
+                           {owner});
     if (!mark.ok()) return std::move(mark).error();
     const std::int64_t last = mark->empty() ? 0 : mark->front().GetInt64("last_seq");
     const std::int64_t pruned = mark->empty() ? 0 : mark->front().GetInt64("pruned_seq");
@@ -681,7 +718,9 @@ Status Items::PurgeOwner(std::string_view owner, Deadline deadline) {
           "ON CONFLICT (owner_id) DO NOTHING",
           "DELETE FROM items WHERE owner_id = $1", "DELETE FROM changes WHERE owner_id = $1",
           "DELETE FROM idempotency_keys WHERE owner_id = $1",
-          "DELETE FROM owner_seqs WHERE owner_id = $1"}) {
+          "DELETE FROM owner_seqs WHERE owner_id = $1",
+          // Watchers of the owner wake up and end (see Items::WatchPage).
+          "SELECT pg_notify('portico_changes', $1::text)"}) {
       auto r = tx.Exec(sql, {owner});
       if (!r.ok()) return std::move(r).error();
     }

@@ -16,6 +16,7 @@
 
 namespace portico::pg {
 class Pool;
+class Lease;
 }
 
 namespace portico::data {
@@ -24,6 +25,10 @@ namespace portico::data {
 inline constexpr char kReasonSinceTooOld[] = "SINCE_TOO_OLD";                   // 410
 inline constexpr char kReasonIdempotencyKeyReused[] = "IDEMPOTENCY_KEY_REUSED";  // 422
 inline constexpr char kReasonIdempotencyInFlight[] = "IDEMPOTENCY_IN_FLIGHT";    // 409
+
+/// The NOTIFY channel every write and purge signals, with the owner id as
+/// payload, once it commits.
+inline constexpr char kChangesChannel[] = "portico_changes";
 
 /// `^[a-z][a-z0-9_-]{0,62}$`; kInvalidArgument naming "collection" otherwise.
 Status ValidateCollection(std::string_view name);
@@ -170,6 +175,12 @@ class Items {
                                               std::int64_t since, int page_size,
                                               Deadline deadline);
 
+  /// One read of a live watch: ListChanges, except that an owner whose
+  /// account was purged meanwhile gets kUnauthenticated ("the account no
+  /// longer exists") instead of an empty page or SINCE_TOO_OLD.
+  Result<v1::ListChangesResponse> WatchPage(std::string_view owner, std::string_view collection,
+                                            std::int64_t since, int page_size, Deadline deadline);
+
   /// Deletes every item, change and idempotency record of `owner` and
   /// records the owner as purged, so no later write can bring data back.
   /// Idempotent. kInvalidArgument naming "ownerId" if it is not a UUID.
@@ -183,6 +194,11 @@ class Items {
 
  private:
   Status ValidateData(const google::protobuf::Struct& data, std::string* json) const;
+  Status ValidateChangesQuery(std::string_view collection, std::int64_t since,
+                              int* page_size) const;
+  Result<v1::ListChangesResponse> ReadChanges(pg::Lease& lease, std::string_view owner,
+                                              std::string_view collection, std::int64_t since,
+                                              int page_size);
   template <typename Change>
   Result<v1::Item> Write(std::string_view owner, std::string_view collection, std::string_view id,
                          const Precondition& precondition, Deadline deadline, Change&& change);

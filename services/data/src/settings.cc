@@ -28,6 +28,14 @@ const std::vector<config::Var>& Vars() {
                  .help = "HMAC key of list page tokens; set the same random value on every "
                          "replica in production",
                  .secret = true});
+    v.push_back({.name = "PORTICO_MAX_WATCHES", .kind = Kind::kInt, .default_value = "16",
+                 .help = "live change-feed watches open at once (each holds a gRPC handler "
+                         "thread; must be below PORTICO_GRPC_THREADS); beyond: 429",
+                 .min = 0, .max = 100000});
+    v.push_back({.name = "PORTICO_WATCH_POLL_INTERVAL", .kind = Kind::kDuration,
+                 .default_value = "5s",
+                 .help = "how often a watch re-reads the feed without a notification (at "
+                         "least 100ms); bounds the delay if a notification is lost"});
     return v;
   }();
   return vars;
@@ -47,7 +55,23 @@ Settings FromConfig(const config::Config& c) {
       std::chrono::duration_cast<std::chrono::seconds>(c.GetDuration("PORTICO_IDEMPOTENCY_TTL"));
   s.prune_interval = c.GetDuration("PORTICO_PRUNE_INTERVAL");
   s.page_token_key = c.GetString("PORTICO_PAGE_TOKEN_KEY");
+  s.max_watches = static_cast<int>(c.GetInt("PORTICO_MAX_WATCHES"));
+  s.watch_poll_interval = c.GetDuration("PORTICO_WATCH_POLL_INTERVAL");
   return s;
+}
+
+Status CheckSettings(const Settings& s) {
+  // A watch holds a handler thread for its whole life: some must stay free
+  // for every other RPC.
+  if (s.max_watches >= s.grpc_threads) {
+    return Error::InvalidArgument("PORTICO_MAX_WATCHES (" + std::to_string(s.max_watches) +
+                                  ") must be below PORTICO_GRPC_THREADS (" +
+                                  std::to_string(s.grpc_threads) + ")");
+  }
+  if (s.watch_poll_interval < std::chrono::milliseconds(100)) {
+    return Error::InvalidArgument("PORTICO_WATCH_POLL_INTERVAL must be at least 100ms");
+  }
+  return {};
 }
 
 }  // namespace portico::data

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "portico/config/config.h"
+#include "portico/core/result.h"
 
 namespace portico::data {
 
@@ -26,10 +27,15 @@ struct Settings {
   std::chrono::seconds idempotency_ttl = std::chrono::hours(24);
   std::chrono::milliseconds prune_interval = std::chrono::minutes(10);
   std::string page_token_key;
+  int max_watches = 16;
+  std::chrono::milliseconds watch_poll_interval = std::chrono::seconds(5);
 };
 
 const std::vector<config::Var>& Vars();
 /// Addresses, database and logging are read by portico::runtime.
 Settings FromConfig(const config::Config& config);
+/// Checks that settings agree with each other (the table checks each one);
+/// kInvalidArgument naming the variable otherwise.
+Status CheckSettings(const Settings& settings);
 
 }  // namespace portico::data

@@ -68,7 +68,7 @@ struct Gateway::Impl {
   void Accept();
 };
 
-class Session : public std::enable_shared_from_this<Session> {
+class Session : public std::enable_shared_from_this<Session>, public ClientConnection {
  public:
   Session(tcp::socket&& socket, Gateway::Impl& server, Protection::Admission admission)
       : stream_(std::move(socket)), server_(server), admission_(admission) {
@@ -214,16 +214,189 @@ class Session : public std::enable_shared_from_this<Session> {
     stream_.expires_never();  // the backend deadline bounds what follows
     if (auto early = server_.protection->Screen(r)) return Write(std::move(*early));
     auto self = shared_from_this();
+    waiting_ = true;
     server_.handler->Handle(
         std::move(r),
         [self](std::function<void()> fn) { net::post(self->stream_.get_executor(), std::move(fn)); },
         [self](HttpResponse response) {
           self->server_.protection->EndRequest();
           self->Write(std::move(response));
+        },
+        std::shared_ptr<ClientConnection>(self, static_cast<ClientConnection*>(this)));
+    if (waiting_) WatchClient();
+  }
+
+  // --- While a backend call runs: notice the client going away. -----------
+  // A read stays posted on the socket while the response is pending. Bytes
+  // that arrive (a pipelined request) are kept in buffer_ for the next
+  // request, up to kMaxPipelined; EOF or an error means the client is gone
+  // and the backend call is cancelled. A response that becomes ready while
+  // the read is posted waits for it (the read is cancelled), so reads never
+  // overlap.
+  static constexpr std::size_t kMaxPipelined = 64 << 10;
+
+  void WatchClient() {
+    if (watching_ || gone_) return;
+    if (!streaming_ && buffer_.size() >= kMaxPipelined) return;
+    watching_ = true;
+    stream_.expires_never();  // the read side only, while a chunk is being written
+    auto on_read = [self = shared_from_this()](beast::error_code ec, std::size_t n) {
+      self->watching_ = false;
+      if (!ec) {
+        if (!self->streaming_) self->buffer_.commit(n);  // a stream closes afterwards
+        if (self->waiting_ || self->streaming_) return self->WatchClient();
+        return self->ResumeAfterWatch();
+      }
+      if (ec != net::error::operation_aborted) {
+        self->gone_ = true;
+        self->keep_alive_ = false;
+        if (auto cancel = std::move(self->on_gone_)) cancel();
+      }
+      if (!self->waiting_ && !self->streaming_) self->ResumeAfterWatch();
+    };
+    if (streaming_) {
+      stream_.async_read_some(net::buffer(discard_), std::move(on_read));
+    } else {
+      stream_.async_read_some(buffer_.prepare(kReadChunk), std::move(on_read));
+    }
+  }
+
+  // The read watching the client has ended and the response is ready.
+  void ResumeAfterWatch() {
+    if (!pending_) return;
+    HttpResponse response = std::move(*pending_);
+    pending_.reset();
+    Write(std::move(response));
+  }
+
+  void OnClientGone(std::function<void()> cancel) override {
+    if (gone_) {
+      cancel();
+      return;
+    }
+    on_gone_ = std::move(cancel);
+  }
+
+  // --- Streamed responses (chunked; the connection closes afterwards). ----
+  void BeginStream(const HttpResponse& head, std::string keepalive,
+                   std::chrono::milliseconds keepalive_every, Written written) override {
+    waiting_ = false;
+    streaming_ = true;
+    keep_alive_ = false;
+    // A stream stops counting as an in-flight request once it is open (the
+    // response is never handed to the done callback that gives the slot
+    // back); the backend bounds open streams itself.
+    server_.protection->EndRequest();
+    keepalive_ = std::move(keepalive);
+    keepalive_every_ = keepalive_every;
+    auto res = std::make_shared<http::response<http::empty_body>>();
+    res->version(version_);
+    res->result(static_cast<unsigned>(head.status));
+    res->reason(transcode::ReasonPhrase(head.status));
+    HttpResponse decorated = head;  // CORS headers; an empty body is never gzipped
+    server_.protection->Decorate(response_context_, decorated);
+    for (const auto& [name, value] : decorated.headers) res->insert(name, value);
+    res->keep_alive(false);
+    res->chunked(true);
+    auto sr = std::make_shared<http::response_serializer<http::empty_body>>(*res);
+    writing_ = true;
+    stream_.expires_never();
+    http::async_write_header(
+        stream_, *sr,
+        [self = shared_from_this(), res, sr, written = std::move(written)](beast::error_code ec,
+                                                                          std::size_t) {
+          self->OnStreamWritten(ec, written);
         });
+    if (!keepalive_.empty()) ScheduleKeepalive();
+    WatchClient();
+  }
+
+  void WriteChunk(std::string data, Written written) override {
+    if (writing_) {
+      queued_.emplace(std::move(data), std::move(written));
+      return;
+    }
+    SendChunk(std::move(data), std::move(written));
+  }
+
+  void EndStream() override {
+    on_gone_ = nullptr;
+    if (writing_) {
+      end_requested_ = true;
+      return;
+    }
+    FinishStream();
+  }
+
+  void SendChunk(std::string data, Written written) {
+    writing_ = true;
+    last_write_ = std::chrono::steady_clock::now();
+    auto body = std::make_shared<std::string>(std::move(data));
+    // A peer that stops reading is bounded by the send timeout.
+    stream_.expires_after(server_.options.idle_timeout);
+    net::async_write(stream_, http::make_chunk(net::buffer(*body)),
+                     [self = shared_from_this(), body, written = std::move(written)](
+                         beast::error_code ec, std::size_t) { self->OnStreamWritten(ec, written); });
+  }
+
+  void OnStreamWritten(beast::error_code ec, const Written& written) {
+    writing_ = false;
+    if (ec) {
+      gone_ = true;
+      if (auto cancel = std::move(on_gone_)) cancel();
+    }
+    if (written) written(!ec);
+    if (writing_) return;  // `written` sent the next chunk
+    if (queued_) {
+      auto [data, next] = std::move(*queued_);
+      queued_.reset();
+      if (gone_) {
+        if (next) next(false);
+      } else {
+        SendChunk(std::move(data), std::move(next));
+      }
+      return;
+    }
+    if (end_requested_) FinishStream();
+  }
+
+  void ScheduleKeepalive() {
+    if (!keepalive_timer_) keepalive_timer_.emplace(stream_.get_executor());
+    keepalive_timer_->expires_after(keepalive_every_);
+    keepalive_timer_->async_wait([self = shared_from_this()](beast::error_code ec) {
+      if (ec || !self->streaming_ || self->gone_ || self->ended_) return;
+      const bool idle = std::chrono::steady_clock::now() - self->last_write_ >=
+                        self->keepalive_every_ - std::chrono::milliseconds(10);
+      if (!self->writing_ && !self->queued_ && !self->end_requested_ && idle) {
+        self->SendChunk(self->keepalive_, nullptr);
+      }
+      self->ScheduleKeepalive();
+    });
+  }
+
+  void FinishStream() {
+    if (ended_) return;
+    ended_ = true;
+    streaming_ = false;
+    if (keepalive_timer_) keepalive_timer_->cancel();
+    if (gone_) return Close();
+    stream_.expires_after(std::chrono::seconds(5));
+    net::async_write(stream_, http::make_chunk_last(),
+                     [self = shared_from_this()](beast::error_code, std::size_t) {
+                       self->CloseAfterResponse(false);
+                     });
   }
 
   void Write(HttpResponse response) {
+    waiting_ = false;
+    on_gone_ = nullptr;
+    if (watching_) {
+      // Wait for the read watching the client to end (cancelled now).
+      pending_.emplace(std::move(response));
+      beast::error_code ec;
+      stream_.socket().cancel(ec);
+      return;
+    }
     try {
       WriteResponse(std::move(response));
     } catch (const std::exception& e) {
@@ -296,6 +469,21 @@ class Session : public std::enable_shared_from_this<Session> {
   bool busy_ = false;  // between a request's first header byte and its response
   bool keep_alive_ = false;
   unsigned version_ = 11;
+  // Client watching and streamed responses; all on the strand.
+  bool waiting_ = false;   // a request is with the handler, its response not yet written
+  bool watching_ = false;  // a read watching the client is posted
+  bool gone_ = false;      // the client closed the connection (or it failed)
+  std::function<void()> on_gone_;
+  std::optional<HttpResponse> pending_;  // ready while watching_
+  bool streaming_ = false;
+  bool writing_ = false;
+  bool end_requested_ = false;
+  bool ended_ = false;
+  std::optional<std::pair<std::string, Written>> queued_;
+  std::string keepalive_;
+  std::chrono::milliseconds keepalive_every_{15000};
+  std::chrono::steady_clock::time_point last_write_;
+  std::optional<net::steady_timer> keepalive_timer_;
 };
 
 // Runs the io_context until it is stopped. An exception escaping a handler
@@ -411,6 +599,9 @@ void Gateway::Shutdown(std::chrono::milliseconds grace) {
   // No backend call starts from here on: every call is one this function
   // can cancel and wait for.
   s.handler->StopCalls();
+  // Streams never finish by themselves: end them now (each with a final
+  // error event) rather than after the grace period.
+  s.handler->CancelStreams();
   // Closed on its strand, and waited for: once done, every accepted
   // connection is registered (or was dropped), and none arrives any more.
   std::promise<void> acceptor_closed;

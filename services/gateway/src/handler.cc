@@ -17,6 +17,7 @@
 #include <google/protobuf/message.h>
 
 #include "builtin_routes.h"
+#include "exchange.h"
 #include "portico/admin/metrics.h"
 #include "portico/auth/secrets.h"
 #include "portico/core/uuid.h"
@@ -53,32 +54,6 @@ struct HandlerMetrics {
                      .Name("portico_upstream_requests_total")
                      .Help("Backend gRPC calls by service and status code.")
                      .Register(r)) {}
-};
-
-struct RequestHandler::Exchange {
-  HttpRequest request;
-  std::string request_id;
-  TraceContext trace;
-  std::string method_label;
-  std::string route_label = "unmatched";
-  std::string path;
-  const transcode::Route* route = nullptr;
-  Clock::time_point start = Clock::now();
-
-  // Forwarded instead of the client's Authorization (the access token a
-  // personal access token was exchanged for).
-  std::string authorization;
-  // The Introspect call for a personal access token, if one was made.
-  std::unique_ptr<grpc::ClientContext> intro_ctx;
-  grpc::ByteBuffer intro_request;
-  grpc::ByteBuffer intro_response;
-
-  grpc::ClientContext ctx;
-  grpc::ByteBuffer request_buffer;
-  grpc::ByteBuffer response_buffer;
-  grpc::Status status;
-
-  log::Context LogContext() const { return {request_id, trace.trace_id, trace.span_id}; }
 };
 
 namespace {
@@ -364,10 +339,12 @@ std::vector<std::string> RequestHandler::AllowedMethods(std::string_view path) c
   return match.allowed;
 }
 
-void RequestHandler::Handle(HttpRequest request, const Post& post, Done done) {
+void RequestHandler::Handle(HttpRequest request, const Post& post, Done done,
+                            std::shared_ptr<ClientConnection> conn) {
   auto ex = std::make_shared<Exchange>();
   metrics_->in_flight.Increment();
   ex->request = std::move(request);
+  ex->conn = std::move(conn);
   const std::string_view id = ex->request.Header("x-request-id");
   ex->request_id = IsSaneRequestId(id) ? std::string(id) : NewUuidV7();
   ex->trace = ContinueTrace(ex->request.Header("traceparent"));
@@ -490,7 +467,16 @@ void RequestHandler::Route(const std::shared_ptr<Exchange>& ex, const Post& post
                                             "the request body must be JSON (application/json)"));
     }
     if (route.server_streaming) {
-      return problem(transcode::MakeProblem(501, "UNIMPLEMENTED", "streaming is not supported yet"));
+      if (ex->conn == nullptr) {
+        return problem(transcode::MakeProblem(501, "UNIMPLEMENTED", "streaming is not supported here"));
+      }
+      if (!StartStream(ex, match.vars, std::move(query), post, done)) {
+        auto p = transcode::MakeProblem(503, "UNAVAILABLE", "the gateway is shutting down");
+        p.retry_after_seconds = 1;
+        return problem(p);
+      }
+      answered = true;  // `done` now belongs to the stream (or was used for its error)
+      return;
     }
 
     auto message = transcode::BuildRequest(route, match.vars, query, ex->request.body);
@@ -518,12 +504,9 @@ void RequestHandler::Route(const std::shared_ptr<Exchange>& ex, const Post& post
   }
 }
 
-bool RequestHandler::CallBackend(std::shared_ptr<Exchange> ex, const Post& post, Done& done) {
-  const transcode::Route& route = *ex->route;
+void RequestHandler::AddCallMetadata(Exchange& ex_ref) {
+  Exchange* ex = &ex_ref;
   grpc::ClientContext& ctx = ex->ctx;
-  // A route's own deadline (its HTTP rule's timeout_ms) replaces the default.
-  const auto timeout = route.timeout.count() > 0 ? route.timeout : options_.request_timeout;
-  ctx.set_deadline(std::chrono::system_clock::now() + timeout);
   for (std::string_view name : {"authorization", "idempotency-key", "if-match", "if-none-match"}) {
     const std::string_view v = name == "authorization" && !ex->authorization.empty()
                                    ? std::string_view(ex->authorization)
@@ -538,6 +521,36 @@ bool RequestHandler::CallBackend(std::shared_ptr<Exchange> ex, const Post& post,
   if (!ex->request.client_address.empty() && IsMetadataSafe(ex->request.client_address)) {
     ctx.AddMetadata("x-client-address", ex->request.client_address);
   }
+}
+
+void RequestHandler::CancelOnClientGone(const std::shared_ptr<Exchange>& ex) {
+  if (ex->conn == nullptr) return;
+  // Weak: the connection must not keep the exchange alive; once the call is
+  // over, TryCancel is a no-op.
+  ex->conn->OnClientGone([weak = std::weak_ptr<Exchange>(ex)] {
+    if (auto e = weak.lock()) e->ctx.TryCancel();
+  });
+}
+
+void RequestHandler::CountUpstream(const Exchange& ex, int grpc_code) {
+  metrics_->upstream
+      .Add({{"service", ex.route->service},
+            {"code", std::string(transcode::GrpcCodeName(grpc_code))}})
+      .Increment();
+}
+
+bool RequestHandler::Stopped() {
+  std::lock_guard lock(calls_mu_);
+  return calls_stopped_;
+}
+
+bool RequestHandler::CallBackend(std::shared_ptr<Exchange> ex, const Post& post, Done& done) {
+  const transcode::Route& route = *ex->route;
+  // A route's own deadline (its HTTP rule's timeout_ms) replaces the default.
+  const auto timeout = route.timeout.count() > 0 ? route.timeout : options_.request_timeout;
+  ex->ctx.set_deadline(std::chrono::system_clock::now() + timeout);
+  AddCallMetadata(*ex);
+  const std::weak_ptr<Exchange> weak_ex = ex;
   grpc::GenericStub* stub = upstreams_->StubFor(route.service);
   if (stub == nullptr) throw std::logic_error("no upstream for routed service " + route.service);
 
@@ -593,6 +606,8 @@ bool RequestHandler::CallBackend(std::shared_ptr<Exchange> ex, const Post& post,
     unregister();  // the call did not start
     throw;
   }
+  // On the strand, before any completion can be handed back to it.
+  if (auto live = weak_ex.lock()) CancelOnClientGone(live);
   return true;
 }
 
@@ -769,6 +784,17 @@ void RequestHandler::CancelCalls() {
     if (ex->intro_ctx) ex->intro_ctx->TryCancel();
     ex->ctx.TryCancel();
   }
+}
+
+void RequestHandler::CancelStreams() {
+  std::vector<std::shared_ptr<Exchange>> live;
+  {
+    std::lock_guard lock(calls_mu_);
+    for (const auto& [key, weak] : calls_) {
+      if (auto ex = weak.lock(); ex && ex->streaming) live.push_back(std::move(ex));
+    }
+  }
+  for (const auto& ex : live) ex->ctx.TryCancel();
 }
 
 bool RequestHandler::WaitForCalls(std::optional<std::chrono::milliseconds> timeout) {

@@ -44,8 +44,13 @@ class RequestHandler {
 
   /// Handles one request. `done` runs exactly once: directly (for answers
   /// the gateway gives itself) or through `post` once the backend answers.
-  /// Never throws.
-  void Handle(HttpRequest request, const Post& post, Done done);
+  /// Never throws. With a `conn` (on whose strand `post` runs), a backend
+  /// call is cancelled if the client goes away, and a server-streaming route
+  /// answers through conn's stream instead of `done` once its first message
+  /// arrives (before that, errors still go to `done`); without one, such
+  /// routes answer 501.
+  void Handle(HttpRequest request, const Post& post, Done done,
+              std::shared_ptr<ClientConnection> conn = nullptr);
 
   /// An answer the HTTP layer gives itself (413, 431, 400 for unparsable
   /// requests), with request id, access log and metrics like any other.
@@ -65,6 +70,9 @@ class RequestHandler {
   /// Cancels every backend call in flight (each still answers, 499).
   /// Thread-safe.
   void CancelCalls();
+  /// Cancels every streamed response in flight; each ends with a final
+  /// error event (503). Thread-safe.
+  void CancelStreams();
   /// Waits until no backend call is in flight, for at most `timeout`
   /// (nullopt: as long as it takes). True if none is. After StopCalls and
   /// CancelCalls, an unbounded wait ends promptly: gRPC runs the completion
@@ -97,6 +105,17 @@ class RequestHandler {
   // takes `done`, never after.
   bool CallBackend(std::shared_ptr<Exchange> ex, const Post& post, Done& done);
   HttpResponse TranslateReply(Exchange& ex);
+  // The allow-listed request headers, ids and trace as call metadata.
+  void AddCallMetadata(Exchange& ex);
+  // Cancels `ex`'s backend call if its client goes away (on the strand).
+  static void CancelOnClientGone(const std::shared_ptr<Exchange>& ex);
+  void CountUpstream(const Exchange& ex, int grpc_code);
+  bool Stopped();
+  // Starts a server-streaming call (stream_call.cc); `query` may gain the
+  // route's stream_resume field from Last-Event-ID. Ownership as CallBackend.
+  bool StartStream(std::shared_ptr<Exchange> ex, const transcode::PathVars& vars,
+                   std::string query, const Post& post, Done& done);
+  friend class StreamCall;
 
   GatewayOptions options_;
   transcode::RouteTable routes_;

@@ -45,6 +45,12 @@ std::vector<Var> Vars() {
        .help = "gRPC target of portico-data"},
       {.name = "PORTICO_REQUEST_TIMEOUT", .kind = Kind::kDuration, .default_value = "10s",
        .help = "deadline of each backend call"},
+      {.name = "PORTICO_STREAM_MAX_DURATION", .kind = Kind::kDuration, .default_value = "1h",
+       .help = "longest a streamed response (e.g. changes:watch) stays open; it then ends "
+               "cleanly and the client reconnects with Last-Event-ID (at least 1s)"},
+      {.name = "PORTICO_STREAM_KEEPALIVE", .kind = Kind::kDuration, .default_value = "15s",
+       .help = "how often an idle Server-Sent Events stream sends a keep-alive comment "
+               "(at least 100ms)"},
       {.name = "PORTICO_MAX_BODY_SIZE", .kind = Kind::kSize, .default_value = "1MiB",
        .help = "largest accepted request body (larger: 413)"},
       {.name = "PORTICO_HTTP_THREADS", .kind = Kind::kInt, .default_value = "2",
@@ -125,6 +131,15 @@ int main(int argc, char** argv) {
   options.threads = static_cast<int>(cfg.GetInt("PORTICO_HTTP_THREADS"));
   options.upstreams = {{"portico.users.v1.", users_target}, {"portico.data.v1.", data_target}};
   options.request_timeout = cfg.GetDuration("PORTICO_REQUEST_TIMEOUT");
+  options.stream_max_duration = cfg.GetDuration("PORTICO_STREAM_MAX_DURATION");
+  options.stream_keepalive = cfg.GetDuration("PORTICO_STREAM_KEEPALIVE");
+  if (options.stream_max_duration < std::chrono::seconds(1) ||
+      options.stream_keepalive < std::chrono::milliseconds(100)) {
+    std::fprintf(stderr,
+                 "portico-gateway: PORTICO_STREAM_MAX_DURATION must be at least 1s and "
+                 "PORTICO_STREAM_KEEPALIVE at least 100ms\n");
+    return 2;
+  }
   options.header_timeout = cfg.GetDuration("PORTICO_HEADER_TIMEOUT");
   options.idle_timeout = cfg.GetDuration("PORTICO_IDLE_TIMEOUT");
   options.max_body_size = cfg.GetSize("PORTICO_MAX_BODY_SIZE");

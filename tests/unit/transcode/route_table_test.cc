@@ -173,6 +173,15 @@ TEST(RouteTableTest, BadRulesAreStartupErrors) {
   EXPECT_NE(bad_body.error().message.find("body \"nope\""), std::string::npos)
       << bad_body.error().message;
 
+  auto bad_stream = RouteTable::Build({"portico.testing.v1.BadStreamService"});
+  ASSERT_FALSE(bad_stream.ok());
+  EXPECT_NE(bad_stream.error().message.find("\"nope\""), std::string::npos)
+      << bad_stream.error().message;
+  auto unary_stream = RouteTable::Build({"portico.testing.v1.StreamFieldsOnUnaryService"});
+  ASSERT_FALSE(unary_stream.ok());
+  EXPECT_NE(unary_stream.error().message.find("server-streaming"), std::string::npos)
+      << unary_stream.error().message;
+
   auto unknown = RouteTable::Build({"portico.nope.v1.Nothing"});
   ASSERT_FALSE(unknown.ok());
   EXPECT_NE(unknown.error().message.find("portico.nope.v1.Nothing"), std::string::npos);
@@ -189,7 +198,11 @@ TEST(RouteTableTest, RealServices) {
   EXPECT_EQ(RpcOf(t.Match("GET", "/.well-known/jwks.json")), "GetJwks");
   EXPECT_EQ(RpcOf(t.Match("DELETE", "/v1/users/me/sessions/s1")), "RevokeSession");
   EXPECT_EQ(RpcOf(t.Match("GET", "/v1/collections/notes/changes")), "ListChanges");
-  EXPECT_EQ(RpcOf(t.Match("GET", "/v1/collections/notes/changes:watch")), "WatchChanges");
+  auto watch = t.Match("GET", "/v1/collections/notes/changes:watch");
+  EXPECT_EQ(RpcOf(watch), "WatchChanges");
+  ASSERT_EQ(watch.kind, MatchResult::Kind::kFound);
+  EXPECT_EQ(watch.route->stream_event_id, "seq");
+  EXPECT_EQ(watch.route->stream_resume, "since");
   auto item = t.Match("PUT", "/v1/collections/notes/items/i1");
   EXPECT_EQ(RpcOf(item), "ReplaceItem");
   EXPECT_EQ(item.vars, (PathVars{{"collection", "notes"}, {"id", "i1"}}));

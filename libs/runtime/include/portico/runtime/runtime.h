@@ -5,6 +5,7 @@
 // apply to it.
 
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -89,12 +90,15 @@ Service StartService(int argc, char** argv, std::string_view service, std::strin
 /// drains (see ServeUntilSignal). Returns the exit code: 1 if either cannot
 /// start.
 int Run(std::string_view service, rpc::Server& server, admin::AdminServer& admin,
-        const config::Config& config);
+        const config::Config& config, const std::function<void()>& on_drain = {});
 
 /// Blocks until SIGTERM/SIGINT (call rpc::BlockShutdownSignals() first in
-/// main), then drains: /readyz turns 503, the gRPC server stops accepting
-/// and gives in-flight calls up to `grace`, the admin server stops. Returns 0.
+/// main), then drains: /readyz turns 503, `on_drain` (if any) runs (e.g. to
+/// end long-lived streams, which would otherwise hold the grace period),
+/// the gRPC server stops accepting and gives in-flight calls up to `grace`,
+/// the admin server stops. Returns 0.
 int ServeUntilSignal(rpc::Server& server, admin::AdminServer& admin,
-                     std::chrono::milliseconds grace);
+                     std::chrono::milliseconds grace,
+                     const std::function<void()>& on_drain = {});
 
 }  // namespace portico::runtime

@@ -46,6 +46,8 @@ struct Route {
   /// The rule's own deadline for the backend call (timeout_ms); zero: the
   /// gateway's default. Additional bindings share their RPC's.
   std::chrono::milliseconds timeout{0};
+  std::string stream_event_id;  // "" or a field of the response (SSE `id:`)
+  std::string stream_resume;    // "" or a request field that Last-Event-ID fills
 };
 
 /// Variables captured from a path: (field path, percent-decoded value).

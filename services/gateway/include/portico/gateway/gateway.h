@@ -52,6 +52,11 @@ struct GatewayOptions {
   std::chrono::seconds cors_max_age{600};
   std::size_t gzip_min_size = 1024;  // smaller bodies are sent as they are
   bool gzip = true;
+  // Server-streaming routes: the longest a stream stays open (its gRPC
+  // deadline; a client reconnects with Last-Event-ID), and how often an idle
+  // SSE stream sends a keep-alive comment.
+  std::chrono::milliseconds stream_max_duration{3'600'000};
+  std::chrono::milliseconds stream_keepalive{15'000};
   std::string jwt_issuer = "portico";
   std::string jwt_audience = "portico-api";
 };
@@ -80,7 +85,8 @@ class Gateway {
   /// The bound port (after Start).
   std::uint16_t port() const;
 
-  /// Stops accepting, closes idle connections, answers requests that would
+  /// Stops accepting, ends open streamed responses (each with a final 503
+  /// error event), closes idle connections, answers requests that would
   /// start a backend call from now on 503, lets in-flight requests finish for
   /// up to `grace`, then cancels the rest (answered 499) and joins the
   /// threads. Returns only once no backend call is in flight, so the gateway
