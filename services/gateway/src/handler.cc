@@ -244,7 +244,9 @@ RequestHandler::RequestHandler(const GatewayOptions& options, transcode::RouteTa
           keys_, auth::VerifierOptions{options.jwt_issuer, options.jwt_audience},
           std::move(refresh_keys))),
       metrics_(std::make_unique<HandlerMetrics>(*admin::Registry())),
-      builtin_(std::make_unique<BuiltinRoutes>(routes_)) {}
+      builtin_(std::make_unique<BuiltinRoutes>(routes_)) {
+  RegisterStreamMetrics();
+}
 
 RequestHandler::~RequestHandler() = default;
 

@@ -85,6 +85,8 @@ class RequestHandler {
   BuiltinRoutes& builtin_routes() { return *builtin_; }
 
  private:
+  // Serves the stream metrics (at 0) before the first stream opens.
+  static void RegisterStreamMetrics();
   struct Exchange;  // one request's state across the backend call
   // Adds the headers every response carries, records metrics and the access log.
   void Finish(Exchange& ex, HttpResponse& response);

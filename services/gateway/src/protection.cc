@@ -111,7 +111,14 @@ struct ProtectionMetrics {
                         .Name("portico_http_open_connections")
                         .Help("Client connections being served (not those told 503).")
                         .Register(r)
-                        .Add({})) {}
+                        .Add({})) {
+    // Every reason is served from the start (at 0), so a rate() over it
+    // exists before the first request is shed.
+    for (const char* reason : {"connections", "connections_refused", "rate_limit", "cors_origin",
+                               "json_depth", "in_flight"}) {
+      shed.Add({{"reason", reason}});
+    }
+  }
 };
 
 namespace {

@@ -145,6 +145,8 @@ std::string BufferToString(const grpc::ByteBuffer& buffer) {
 
 }  // namespace
 
+void RequestHandler::RegisterStreamMetrics() { StreamMetrics::Get(); }
+
 class StreamCall final : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>,
                          public std::enable_shared_from_this<StreamCall> {
  public:
