@@ -187,11 +187,6 @@ bool IsPatFormat(std::string_view token) {
   });
 }
 
-// Cache bound for introspection answers. When full, expired entries go
-// first, then every negative one, so a flood of made-up tokens cannot push
-// out the valid tokens' entries; only a cache full of valid ones is cleared.
-constexpr std::size_t kPatCacheMax = 10000;
-
 std::string MissingScopeDetail(const std::vector<std::string>& accepted) {
   if (accepted.empty()) return "this endpoint does not accept scoped tokens";
   if (accepted.size() == 1) return "this token lacks the scope " + accepted.front();
@@ -615,7 +610,6 @@ bool RequestHandler::CallBackend(std::shared_ptr<Exchange> ex, const Post& post,
 
 bool RequestHandler::StartIntrospect(std::shared_ptr<Exchange> ex, const std::string& token,
                                      const Post& post, Done& done) {
-  static constexpr std::chrono::seconds kPatCacheTime{30};
   grpc::GenericStub* stub = upstreams_->StubFor("portico.users.v1.AuthService");
   if (stub == nullptr) throw std::logic_error("no upstream for portico.users.v1.AuthService");
   users::v1::IntrospectRequest req;
@@ -665,7 +659,7 @@ bool RequestHandler::StartIntrospect(std::shared_ptr<Exchange> ex, const std::st
             entry.active = resp.active() && !resp.access_token().empty();
             entry.access_token = resp.access_token();
             auto keep = std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-                kPatCacheTime);
+                options_.pat_cache_ttl);
             if (entry.active) {
               // Never past the exchanged token's own expiry (with a margin).
               keep = std::min(keep, std::chrono::duration_cast<std::chrono::steady_clock::duration>(
@@ -674,13 +668,17 @@ bool RequestHandler::StartIntrospect(std::shared_ptr<Exchange> ex, const std::st
             }
             entry.until = now + keep;
             std::lock_guard lock(pat_mu_);
-            if (pat_cache_.size() >= kPatCacheMax) {
+            // Bounded (options_.pat_cache_size). When full, expired entries
+            // go first, then every negative one, so a flood of made-up
+            // tokens cannot push out the valid tokens' entries; only a cache
+            // full of valid ones is cleared.
+            if (pat_cache_.size() >= options_.pat_cache_size) {
               std::erase_if(pat_cache_, [&](const auto& kv) { return kv.second.until <= now; });
             }
-            if (pat_cache_.size() >= kPatCacheMax) {
+            if (pat_cache_.size() >= options_.pat_cache_size) {
               std::erase_if(pat_cache_, [](const auto& kv) { return !kv.second.active; });
             }
-            if (pat_cache_.size() >= kPatCacheMax) pat_cache_.clear();
+            if (pat_cache_.size() >= options_.pat_cache_size) pat_cache_.clear();
             pat_cache_[key] = std::move(entry);
           } else if (!s.ok()) {
             log::ScopedContext scope(call->LogContext());

@@ -137,7 +137,7 @@ class RequestHandler {
   bool calls_stopped_ = false;  // guarded by calls_mu_
 
   // Introspection answers for personal access tokens, by the token's
-  // SHA-256, kept up to 30 s: revoking a token takes effect within that time.
+  // SHA-256, kept up to options_.pat_cache_ttl: revoking a token takes effect within it.
   struct PatEntry {
     bool active = false;
     std::string access_token;  // short-lived JWT forwarded instead of the PAT

@@ -57,6 +57,10 @@ struct GatewayOptions {
   // SSE stream sends a keep-alive comment.
   std::chrono::milliseconds stream_max_duration{3'600'000};
   std::chrono::milliseconds stream_keepalive{15'000};
+  // Introspection answers for personal access tokens: how many are kept and
+  // for how long (revoking a token takes effect within the time).
+  std::size_t pat_cache_size = 10'000;
+  std::chrono::seconds pat_cache_ttl{30};
   std::string jwt_issuer = "portico";
   std::string jwt_audience = "portico-api";
 };
