@@ -21,6 +21,9 @@ class Process {
   /// 128 + signal if it died of one. Idempotent.
   int Stop();
   bool Running();
+  /// Sends `sig` (e.g. SIGHUP) to the running process; false if it is not
+  /// running.
+  bool Signal(int sig);
   std::string Log() const;
   const std::string& name() const { return name_; }
 
@@ -41,6 +44,8 @@ struct StackOptions {
   std::vector<std::string> users_env;
   /// The same for the data service.
   std::vector<std::string> data_env;
+  /// The same for the gateway.
+  std::vector<std::string> gateway_env;
 };
 
 /// PostgreSQL (shared per test binary) + users + data + gateway.

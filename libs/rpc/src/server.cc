@@ -22,6 +22,11 @@ Status Server::Start() {
   // gRPC sets SO_REUSEPORT by default, which would let a second process
   // silently share our port; a busy address must fail the start instead.
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+  // Clients (the gateway's upstream channels) ping every 30 s, also while
+  // idle, to notice dead connections; by default a server would answer
+  // pings that frequent with GOAWAY "too_many_pings".
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10'000);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
   builder.AddListeningPort(options_.address, grpc::InsecureServerCredentials(), &port_);
   grpc::ResourceQuota quota("portico-rpc");
   quota.SetMaxThreads(options_.max_threads);

@@ -28,7 +28,7 @@
 #include "handler.h"
 #include "portico/log/log.h"
 #include "portico/transcode/problem.h"
-#include "upstream.h"
+#include "routing.h"
 
 namespace portico::gateway {
 
@@ -325,22 +325,13 @@ Gateway::~Gateway() { Shutdown(std::chrono::milliseconds(0)); }
 Result<std::unique_ptr<Gateway>> Gateway::Create(GatewayOptions options,
                                                  std::shared_ptr<auth::KeySet> keys,
                                                  std::function<void()> refresh_keys) {
-  auto routes = transcode::RouteTable::Build(options.services);
+  auto routes = RouteStore::Create(options);
   if (!routes.ok()) return std::move(routes).error();
-  std::vector<std::string> services;
-  for (const auto& r : routes->routes()) {
-    if (std::find(services.begin(), services.end(), r->service) == services.end()) {
-      services.push_back(r->service);
-    }
-  }
-  auto upstreams = Upstreams::Create(options.upstreams, services);
-  if (!upstreams.ok()) return std::move(upstreams).error();
 
   auto impl = std::make_unique<Impl>();
   impl->options = options;
   impl->handler = std::make_unique<RequestHandler>(options, std::move(routes).value(),
-                                                   std::move(upstreams).value(), std::move(keys),
-                                                   std::move(refresh_keys));
+                                                   std::move(keys), std::move(refresh_keys));
   return std::unique_ptr<Gateway>(new Gateway(std::move(impl)));
 }
 
@@ -433,7 +424,13 @@ void Gateway::Shutdown(std::chrono::milliseconds grace) {
 }
 
 std::vector<admin::Check> Gateway::CheckUpstreams(std::chrono::milliseconds timeout) const {
-  return impl_->handler->upstreams().Check(timeout);
+  return impl_->handler->routes().Get()->upstreams->Check(timeout);
+}
+
+Status Gateway::ReloadRoutes() { return impl_->handler->routes().Reload(); }
+
+std::shared_ptr<const transcode::RouteTable> Gateway::routes() const {
+  return impl_->handler->routes().Get()->table;
 }
 
 }  // namespace portico::gateway

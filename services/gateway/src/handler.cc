@@ -32,7 +32,6 @@ struct HandlerMetrics {
   prometheus::Family<prometheus::Counter>& requests;
   prometheus::Family<prometheus::Histogram>& duration;
   prometheus::Gauge& in_flight;
-  prometheus::Family<prometheus::Counter>& upstream;
 
   explicit HandlerMetrics(prometheus::Registry& r)
       : requests(prometheus::BuildCounter()
@@ -47,11 +46,7 @@ struct HandlerMetrics {
                       .Name("portico_http_in_flight_requests")
                       .Help("HTTP requests being handled.")
                       .Register(r)
-                      .Add({})),
-        upstream(prometheus::BuildCounter()
-                     .Name("portico_upstream_requests_total")
-                     .Help("Backend gRPC calls by service and status code.")
-                     .Register(r)) {}
+                      .Add({})) {}
 };
 
 struct RequestHandler::Exchange {
@@ -61,8 +56,12 @@ struct RequestHandler::Exchange {
   std::string method_label;
   std::string route_label = "unmatched";
   std::string path;
-  const transcode::Route* route = nullptr;
+  const transcode::Route* route = nullptr;  // owned by routing->table
+  // The routing the request was matched with, held until it is answered
+  // (a reload meanwhile does not free its route, messages or channel).
+  std::shared_ptr<const Routing> routing;
   Clock::time_point start = Clock::now();
+  Clock::time_point call_start, call_end;  // of the backend call
 
   // Forwarded instead of the client's Authorization (the access token a
   // personal access token was exchanged for).
@@ -256,13 +255,11 @@ TraceContext ContinueTrace(std::string_view tp) {
   return t;
 }
 
-RequestHandler::RequestHandler(const GatewayOptions& options, transcode::RouteTable routes,
-                               std::unique_ptr<Upstreams> upstreams,
+RequestHandler::RequestHandler(const GatewayOptions& options, std::shared_ptr<RouteStore> routes,
                                std::shared_ptr<auth::KeySet> keys,
                                std::function<void()> refresh_keys)
     : options_(options),
       routes_(std::move(routes)),
-      upstreams_(std::move(upstreams)),
       keys_(std::move(keys)),
       verifier_(std::make_unique<auth::Verifier>(
           keys_, auth::VerifierOptions{options.jwt_issuer, options.jwt_audience},
@@ -369,7 +366,10 @@ void RequestHandler::Route(const std::shared_ptr<Exchange>& ex, const Post& post
     std::string query;
     SplitTarget(ex->request.target, &ex->path, &query);
 
-    auto match = routes_.Match(ex->request.method, ex->path);
+    // Kept from the first pass when a personal access token sends the
+    // request through here a second time.
+    if (!ex->routing) ex->routing = routes_->Get();
+    auto match = ex->routing->table->Match(ex->request.method, ex->path);
     switch (match.kind) {
       case transcode::MatchResult::Kind::kFound:
         break;
@@ -506,7 +506,7 @@ bool RequestHandler::CallBackend(std::shared_ptr<Exchange> ex, const Post& post,
   if (!ex->request.client_address.empty() && IsMetadataSafe(ex->request.client_address)) {
     ctx.AddMetadata("x-client-address", ex->request.client_address);
   }
-  grpc::GenericStub* stub = upstreams_->StubFor(route.service);
+  grpc::GenericStub* stub = ex->routing->upstreams->StubFor(route.service);
   if (stub == nullptr) throw std::logic_error("no upstream for routed service " + route.service);
 
   Exchange* raw = ex.get();
@@ -533,6 +533,7 @@ bool RequestHandler::CallBackend(std::shared_ptr<Exchange> ex, const Post& post,
         auto post_fn = std::move(post);
         auto done_fn = std::move(done);
         call->status = std::move(s);
+        call->call_end = Clock::now();
         try {
           // On a gRPC thread: hand the rest to the connection's strand.
           post_fn([this, call, done_fn = std::move(done_fn)]() mutable {
@@ -555,6 +556,7 @@ bool RequestHandler::CallBackend(std::shared_ptr<Exchange> ex, const Post& post,
       // the handler and the io_context.
       unregister();
     };
+    raw->call_start = Clock::now();
     stub->UnaryCall(&raw->ctx, route.rpc_path, grpc::StubOptions(), &raw->request_buffer,
                     &raw->response_buffer, std::move(completion));
   } catch (...) {
@@ -567,7 +569,8 @@ bool RequestHandler::CallBackend(std::shared_ptr<Exchange> ex, const Post& post,
 bool RequestHandler::StartIntrospect(std::shared_ptr<Exchange> ex, const std::string& token,
                                      const Post& post, Done& done) {
   static constexpr std::chrono::seconds kPatCacheTime{30};
-  grpc::GenericStub* stub = upstreams_->StubFor("portico.users.v1.AuthService");
+  if (!ex->routing) ex->routing = routes_->Get();
+  grpc::GenericStub* stub = ex->routing->upstreams->StubFor("portico.users.v1.AuthService");
   if (stub == nullptr) throw std::logic_error("no upstream for portico.users.v1.AuthService");
   users::v1::IntrospectRequest req;
   req.set_token(token);
@@ -661,10 +664,8 @@ bool RequestHandler::StartIntrospect(std::shared_ptr<Exchange> ex, const std::st
 HttpResponse RequestHandler::TranslateReply(Exchange& ex) {
   const transcode::Route& route = *ex.route;
   const grpc::Status& status = ex.status;
-  metrics_->upstream
-      .Add({{"service", route.service},
-            {"code", std::string(transcode::GrpcCodeName(status.error_code()))}})
-      .Increment();
+  ex.routing->upstreams->Observe(route.service, route.rpc->name(), status.error_code(),
+                                 ex.call_end - ex.call_start);
 
   std::vector<std::pair<std::string, std::string>> headers;
   std::string status_override;
