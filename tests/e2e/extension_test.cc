@@ -37,10 +37,21 @@ namespace pb = google::protobuf;
 namespace echo = portico::test::v1;
 using Clock = std::chrono::steady_clock;
 
+// What the flaky methods remember, shared by every replica of the echo
+// service (as a database would be), so a retry that lands on the other
+// replica still counts as the second attempt.
+struct FlakyState {
+  std::mutex mu;
+  std::map<std::string, int> attempts;  // guarded by mu
+};
+
 class EchoImpl final : public echo::EchoService::Service {
  public:
+  explicit EchoImpl(FlakyState& flaky) : flaky_(flaky) {}
+
   grpc::Status Echo(grpc::ServerContext*, const echo::EchoRequest* req,
                     echo::EchoReply* reply) override {
+    ++echoes_;
     std::string text;
     for (int i = 0; i < std::max(1, req->repeat()); ++i) text += req->text();
     reply->set_channel(req->channel());
@@ -86,18 +97,15 @@ class EchoImpl final : public echo::EchoService::Service {
     return grpc::Status::OK;
   }
 
-  int Attempts(const std::string& key) {
-    std::lock_guard lock(mu_);
-    return attempts_[key];
-  }
+  int echoes() const { return echoes_; }
 
  private:
   // The first call for a key fails as an unreachable replica would.
   grpc::Status Flaky(const echo::FlakyRequest& req, echo::FlakyReply* reply) {
     int n = 0;
     {
-      std::lock_guard lock(mu_);
-      n = ++attempts_[req.key()];
+      std::lock_guard lock(flaky_.mu);
+      n = ++flaky_.attempts[req.key()];
     }
     if (n == 1) return {grpc::StatusCode::UNAVAILABLE, "not yet"};
     reply->set_key(req.key());
@@ -105,17 +113,24 @@ class EchoImpl final : public echo::EchoService::Service {
     return grpc::Status::OK;
   }
 
-  std::mutex mu_;
-  std::map<std::string, int> attempts_;  // guarded by mu_
+  FlakyState& flaky_;
+  std::atomic<int> echoes_{0};
 };
 
-// The echo server and the descriptor-set files, alive for the whole binary.
+// Two replicas of the echo service, one gRPC target naming both, and the
+// descriptor-set files, alive for the whole binary.
 struct Fixture {
-  EchoImpl impl;
-  std::unique_ptr<rpc::Server> server;
+  FlakyState flaky;
+  EchoImpl replicas[2] = {EchoImpl(flaky), EchoImpl(flaky)};
+  std::unique_ptr<rpc::Server> servers[2];
   std::string dir;
   std::string active;  // the file PORTICO_DESCRIPTOR_SET names
-  std::string target;
+  std::string target;  // "ipv4:127.0.0.1:<a>,127.0.0.1:<b>"
+
+  int Attempts(const std::string& key) {
+    std::lock_guard lock(flaky.mu);
+    return flaky.attempts[key];
+  }
 };
 Fixture* g_fixture = nullptr;
 
@@ -170,13 +185,18 @@ void Deploy(const std::string& bytes) {
 const auto* const kEnv = InstallStackEnvironment(
     [] {
       g_fixture = new Fixture();
-      rpc::ServerOptions options;
-      options.address = "127.0.0.1:0";
-      options.max_threads = 16;
-      g_fixture->server = std::make_unique<rpc::Server>(options);
-      g_fixture->server->AddService(&g_fixture->impl);
-      if (!g_fixture->server->Start().ok()) throw std::runtime_error("cannot start echo");
-      g_fixture->target = "127.0.0.1:" + std::to_string(g_fixture->server->port());
+      g_fixture->target = "ipv4:";
+      for (int i = 0; i < 2; ++i) {
+        rpc::ServerOptions options;
+        options.address = "127.0.0.1:0";
+        options.max_threads = 16;
+        auto& server = g_fixture->servers[i];
+        server = std::make_unique<rpc::Server>(options);
+        server->AddService(&g_fixture->replicas[i]);
+        if (!server->Start().ok()) throw std::runtime_error("cannot start echo");
+        g_fixture->target +=
+            std::string(i == 0 ? "" : ",") + "127.0.0.1:" + std::to_string(server->port());
+      }
       char tmpl[] = "/tmp/portico-extension-XXXXXX";
       g_fixture->dir = mkdtemp(tmpl);
       g_fixture->active = g_fixture->dir + "/services.binpb";
@@ -188,7 +208,7 @@ const auto* const kEnv = InstallStackEnvironment(
       return stack;
     },
     [] {
-      g_fixture->server->Shutdown(std::chrono::milliseconds(0));
+      for (auto& server : g_fixture->servers) server->Shutdown(std::chrono::milliseconds(0));
       std::error_code ec;
       std::filesystem::remove_all(g_fixture->dir, ec);
       delete g_fixture;
@@ -273,18 +293,26 @@ TEST(Extension, EchoRoutesTranscodeLikeBuiltInOnes) {
   EXPECT_GE(Metric("portico_upstream_request_duration_seconds_count", labels), 1);
 }
 
+TEST(Extension, CallsAreSpreadOverEveryAddressOfATarget) {
+  const int before[2] = {g_fixture->replicas[0].echoes(), g_fixture->replicas[1].echoes()};
+  for (int i = 0; i < 20; ++i) ASSERT_EQ(Call("GET", "/v1/echo/rr?text=x").status, 200);
+  // round_robin: each replica gets its share (pick_first would send all to one).
+  EXPECT_GE(g_fixture->replicas[0].echoes() - before[0], 5);
+  EXPECT_GE(g_fixture->replicas[1].echoes() - before[1], 5);
+}
+
 TEST(Extension, UnavailableIsRetriedForGetOnly) {
   // GET: the first attempt fails UNAVAILABLE, the channel's retry policy
   // makes a second one, the client sees only the success.
   auto read = Call("GET", "/v1/flaky/read-1");
   ASSERT_EQ(read.status, 200) << read.body;
   EXPECT_EQ(Json(read).at("attempts").as_int64(), 2);
-  EXPECT_EQ(g_fixture->impl.Attempts("read-1"), 2);
+  EXPECT_EQ(g_fixture->Attempts("read-1"), 2);
 
   // POST is not safe to repeat: one attempt, and the client gets the 503.
   auto write = Call("POST", "/v1/flaky/write-1", "{}", {{"Content-Type", "application/json"}});
   ExpectProblem(write, 503, "UNAVAILABLE");
-  EXPECT_EQ(g_fixture->impl.Attempts("write-1"), 1);
+  EXPECT_EQ(g_fixture->Attempts("write-1"), 1);
 }
 
 TEST(Extension, SighupAddsARouteWithoutFailingARequest) {

@@ -26,6 +26,7 @@ namespace {
 using portico::config::Kind;
 
 // "a.B=host:1, c.D=dns:///d:2" -> {{"a.B", "host:1"}, {"c.D", "dns:///d:2"}}.
+// An ipv4:/ipv6: target keeps the further addresses that follow its commas.
 portico::Result<std::vector<portico::gateway::ExtraService>> ParseExtraServices(
     std::string_view text) {
   std::vector<portico::gateway::ExtraService> out;
@@ -39,6 +40,12 @@ portico::Result<std::vector<portico::gateway::ExtraService>> ParseExtraServices(
     const std::string_view item = trim(text.substr(0, comma));
     text = comma == std::string_view::npos ? std::string_view() : text.substr(comma + 1);
     const auto eq = item.find('=');
+    if (eq == std::string_view::npos && !out.empty() && !item.empty() &&
+        out.back().target.starts_with("ipv")) {
+      // "ipv4:10.0.0.1:50051,10.0.0.2:50051" lists addresses with commas too.
+      out.back().target += "," + std::string(item);
+      continue;
+    }
     const std::string_view name = trim(item.substr(0, eq));
     const std::string_view target = eq == std::string_view::npos ? "" : trim(item.substr(eq + 1));
     if (name.empty() || target.empty() || name.find_first_of(" /") != std::string_view::npos) {
