@@ -424,6 +424,9 @@ void Gateway::Shutdown(std::chrono::milliseconds grace) {
 }
 
 std::vector<admin::Check> Gateway::CheckUpstreams(std::chrono::milliseconds timeout) const {
+  // Runs on the admin server's thread about once a second: a good place to
+  // close the channels of routings that reloads replaced.
+  impl_->handler->routes().ReleaseRetired();
   return impl_->handler->routes().Get()->upstreams->Check(timeout);
 }
 

@@ -105,13 +105,27 @@ void RouteStore::Publish(std::shared_ptr<const Routing> routing) {
   auto& m = ReloadMetrics::Get();
   m.routes.Set(static_cast<double>(routing->table->routes().size()));
   m.generation.Set(static_cast<double>(routing->generation));
-  std::shared_ptr<const Routing> old;
+  std::lock_guard lock(mu_);
+  if (current_) retired_.push_back(std::move(current_));
+  current_ = std::move(routing);
+}
+
+void RouteStore::ReleaseRetired() {
+  std::vector<std::shared_ptr<const Routing>> unused;
   {
     std::lock_guard lock(mu_);
-    old = std::exchange(current_, std::move(routing));
+    // A retired routing is never handed out again: once only this list
+    // holds it, nobody can take it back, so use_count() == 1 is final.
+    for (auto it = retired_.begin(); it != retired_.end();) {
+      if (it->use_count() == 1) {
+        unused.push_back(std::move(*it));
+        it = retired_.erase(it);
+      } else {
+        ++it;
+      }
+    }
   }
-  // `old` is released here, outside the lock: if no request holds it any
-  // more, its channels and descriptors are freed now.
+  // Destroyed here, outside the lock.
 }
 
 Status RouteStore::Reload() {
@@ -135,6 +149,7 @@ Status RouteStore::Reload() {
              {"generation", static_cast<std::int64_t>(next->generation)}});
   m.reloads.Add({{"result", "success"}}).Increment();
   Publish(std::move(routing).value());
+  ReleaseRetired();
   return {};
 }
 

@@ -6,12 +6,16 @@
 // Lifetime: a request takes a shared_ptr to the Routing in force when it is
 // matched and keeps it until its response is written, so a reload never
 // frees the route, descriptors, prototypes or channel a request still uses;
-// the old Routing goes away with the last request that holds it.
+// the old Routing is released once no request holds it any more, by
+// RouteStore::ReleaseRetired on a thread of ours (never on a gRPC callback
+// thread, where the last request may finish: a channel must not be destroyed
+// inside its own callback).
 
 #include <cstdint>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <vector>
 
 #include "portico/core/result.h"
 #include "portico/gateway/gateway.h"
@@ -51,6 +55,11 @@ class RouteStore {
   /// portico_route_reloads_total{result}. Reloads are serialized. Blocks.
   Status Reload();
 
+  /// Frees the routings replaced by reloads that no request holds any more
+  /// (their channels close). Called by Reload and by the readiness probe;
+  /// never call it from a gRPC callback. Thread-safe.
+  void ReleaseRetired();
+
  private:
   explicit RouteStore(GatewayOptions options) : options_(std::move(options)) {}
   void Publish(std::shared_ptr<const Routing> routing);
@@ -59,6 +68,7 @@ class RouteStore {
   std::mutex reload_mu_;  // one reload at a time
   mutable std::mutex mu_;
   std::shared_ptr<const Routing> current_;  // guarded by mu_
+  std::vector<std::shared_ptr<const Routing>> retired_;  // guarded by mu_
 };
 
 }  // namespace portico::gateway
