@@ -599,12 +599,15 @@ bool RequestHandler::StartIntrospect(std::shared_ptr<Exchange> ex, const std::st
   };
   try {
     auto completion = [this, unregister, key = auth::Sha256Hex(token), post = post,
-                       ex = std::move(ex), done = std::move(done)](grpc::Status s) mutable {
+                       started = Clock::now(), ex = std::move(ex),
+                       done = std::move(done)](grpc::Status s) mutable {
       {
         auto call = std::move(ex);
         auto post_fn = std::move(post);
         auto done_fn = std::move(done);
         try {
+          call->routing->upstreams->Observe("portico.users.v1.AuthService", "Introspect",
+                                            s.error_code(), Clock::now() - started);
           users::v1::IntrospectResponse resp;
           std::vector<grpc::Slice> slices;
           std::string body;
