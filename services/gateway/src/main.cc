@@ -24,6 +24,7 @@
 namespace {
 
 using portico::config::Kind;
+using portico::config::Var;
 
 // "a.B=host:1, c.D=dns:///d:2" -> {{"a.B", "host:1"}, {"c.D", "dns:///d:2"}}.
 // An ipv4:/ipv6: target keeps the further addresses that follow its commas.
@@ -72,7 +73,6 @@ sigset_t GatewaySignals() {
   sigaddset(&set, SIGHUP);
   return set;
 }
-using portico::config::Var;
 
 std::vector<Var> Vars() {
   std::vector<Var> vars = {
@@ -115,8 +115,8 @@ int main(int argc, char** argv) {
   namespace log = portico::log;
   using portico::gateway::Gateway;
 
-  // Shutdown signals are taken by sigwait; block them before any thread starts.
-  portico::rpc::BlockShutdownSignals();
+  // Shutdown and reload signals are taken by sigwait; block them before any
+  // thread starts.
   {
     const sigset_t set = GatewaySignals();
     pthread_sigmask(SIG_BLOCK, &set, nullptr);
