@@ -59,6 +59,8 @@ Process::Process(std::string name, const std::string& binary, const std::vector<
 
 Process::~Process() { Stop(); }
 
+bool Process::Signal(int sig) { return Running() && kill(pid_, sig) == 0; }
+
 bool Process::Running() {
   if (pid_ <= 0) return false;
   int status = 0;
@@ -67,10 +69,6 @@ bool Process::Running() {
   exit_code_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
   pid_ = -1;
   return false;
-}
-
-void Process::Signal(int sig) {
-  if (Running()) kill(pid_, sig);
 }
 
 int Process::WaitForExit(int timeout_ms) {

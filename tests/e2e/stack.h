@@ -21,8 +21,9 @@ class Process {
   /// 128 + signal if it died of one. Idempotent.
   int Stop();
   bool Running();
-  /// Sends `sig` to the process (nothing if it has exited).
-  void Signal(int sig);
+  /// Sends `sig` (e.g. SIGHUP) to the running process; false if it is not
+  /// running.
+  bool Signal(int sig);
   /// Waits up to `timeout_ms` for the process to exit, without signalling
   /// it. Its exit code (as Stop), or -1 if it still runs.
   int WaitForExit(int timeout_ms);

@@ -414,7 +414,9 @@ TEST(Stream, ClientDisconnectCancelsAUnaryBackendCall) {
   Stack& stack = RunningStack();
   Account a = SignUp("impatient");
   const std::string series =
-      "portico_upstream_requests_total{code=\"CANCELLED\",service=\"portico.data.v1.DataService\"}";
+      "portico_upstream_requests_total{code=\"CANCELLED\",method=\"ListItems\","
+      "service=\"portico.data.v1.DataService\",target=\"127.0.0.1:" +
+      std::to_string(stack.ports().data_grpc) + "\"}";
   const double before = std::max(0.0, Metric(stack.ports().gateway_admin, series));
   // A data service that does not answer (stopped, not gone: the connection
   // stays up) keeps the call in flight until the client leaves.

@@ -27,6 +27,11 @@ Status Server::Start() {
   // minutes lets round_robin clients find replicas added since they
   // connected, e.g. by an autoscaler.
   builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_AGE_MS, 5 * 60 * 1000);
+  // Clients (the gateway's upstream channels) ping every 30 s, also while
+  // idle, to notice dead connections; by default a server would answer
+  // pings that frequent with GOAWAY "too_many_pings".
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10'000);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
   builder.AddListeningPort(options_.address, grpc::InsecureServerCredentials(), &port_);
   grpc::ResourceQuota quota("portico-rpc");
   quota.SetMaxThreads(options_.max_threads);

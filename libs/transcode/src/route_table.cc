@@ -4,9 +4,12 @@
 #include <map>
 
 #include <google/protobuf/descriptor.h>
+#include <google/protobuf/descriptor.pb.h>
+#include <google/protobuf/message.h>
 
 #include "fields.h"
 #include "portico/api/v1/annotations.pb.h"
+#include "portico/transcode/descriptor_set.h"
 
 namespace portico::transcode {
 namespace {
@@ -159,6 +162,19 @@ bool MatchRoute(const Route& route, const std::vector<std::string_view>& raw,
   return true;
 }
 
+// The method's options with our extensions parsed. Options of a file built
+// at run time are parsed by the generated MethodOptions class, which knows
+// only the extensions registered in the process; should they arrive as
+// unknown fields, reparsing the bytes through the generated pool (where our
+// annotations.proto is compiled in) recovers them.
+const pb::MethodOptions& OptionsOf(const pb::MethodDescriptor* m, pb::MethodOptions* scratch) {
+  const pb::MethodOptions& options = m->options();
+  if (options.GetReflection()->GetUnknownFields(options).empty()) return options;
+  scratch->Clear();
+  if (!scratch->ParseFromString(options.SerializeAsString())) return options;
+  return *scratch;
+}
+
 }  // namespace
 
 std::string_view HttpMethodName(HttpMethod m) {
@@ -183,36 +199,86 @@ std::optional<HttpMethod> ParseHttpMethod(std::string_view s) {
 
 Result<RouteTable> RouteTable::Build(const std::vector<std::string>& services,
                                      const pb::DescriptorPool* pool) {
-  if (pool == nullptr) pool = pb::DescriptorPool::generated_pool();
+  if (pool == nullptr || pool == pb::DescriptorPool::generated_pool()) {
+    return BuildFrom({ServiceSource{services, nullptr}});
+  }
+  // A caller-owned pool without a factory: messages from the generated
+  // factory, as before (the pool's types must be compiled in).
+  RouteTable table;
+  std::map<std::pair<HttpMethod, std::string>, std::string> owners;
+  for (const auto& name : services) {
+    if (Status st = table.AddService(name, pool, pb::MessageFactory::generated_factory(), &owners);
+        !st.ok()) {
+      return std::move(st).error();
+    }
+  }
+  return table;
+}
+
+Result<RouteTable> RouteTable::BuildFrom(const std::vector<ServiceSource>& sources) {
   RouteTable table;
   // (method, shape) -> the RPC that owns it, to report conflicts.
   std::map<std::pair<HttpMethod, std::string>, std::string> owners;
-  for (const auto& name : services) {
+  for (const auto& source : sources) {
+    const pb::DescriptorPool* pool = source.descriptors ? source.descriptors->pool()
+                                                        : pb::DescriptorPool::generated_pool();
+    pb::MessageFactory* factory = source.descriptors ? source.descriptors->factory()
+                                                     : pb::MessageFactory::generated_factory();
+    if (source.descriptors) table.descriptors_.push_back(source.descriptors);
+    for (const auto& name : source.services) {
+      if (Status st = table.AddService(name, pool, factory, &owners); !st.ok()) {
+        return std::move(st).error();
+      }
+    }
+  }
+  return table;
+}
+
+std::vector<std::string> RouteTable::Services() const {
+  std::vector<std::string> out;
+  for (const auto& r : routes_) {
+    if (std::find(out.begin(), out.end(), r->service) == out.end()) out.push_back(r->service);
+  }
+  return out;
+}
+
+Status RouteTable::AddService(const std::string& name, const pb::DescriptorPool* pool,
+                              pb::MessageFactory* factory,
+                              std::map<std::pair<HttpMethod, std::string>, std::string>* owners) {
+  {
     const pb::ServiceDescriptor* service = pool->FindServiceByName(name);
     if (service == nullptr) return Error::InvalidArgument("unknown service \"" + name + "\"");
     for (int i = 0; i < service->method_count(); ++i) {
       const pb::MethodDescriptor* m = service->method(i);
-      if (!m->options().HasExtension(portico::api::v1::http)) continue;
-      const HttpRule& rule = m->options().GetExtension(portico::api::v1::http);
-      const auto& policy = m->options().GetExtension(portico::api::v1::access);
+      pb::MethodOptions scratch;
+      const pb::MethodOptions& options = OptionsOf(m, &scratch);
+      if (!options.HasExtension(portico::api::v1::http)) continue;
+      const HttpRule& rule = options.GetExtension(portico::api::v1::http);
+      const auto& policy = options.GetExtension(portico::api::v1::access);
       std::vector<const HttpRule*> rules{&rule};
       for (const auto& extra : rule.additional_bindings()) rules.push_back(&extra);
       for (const HttpRule* r : rules) {
         auto route = MakeRoute(m, *r, policy);
         if (!route.ok()) return std::move(route).error();
         route.value()->timeout = std::chrono::milliseconds(rule.timeout_ms());
+        route.value()->request_prototype = factory->GetPrototype(m->input_type());
+        route.value()->response_prototype = factory->GetPrototype(m->output_type());
+        if (route.value()->request_prototype == nullptr ||
+            route.value()->response_prototype == nullptr) {
+          return Error::InvalidArgument("no message class for the types of " + m->full_name());
+        }
         const auto key = std::make_pair(route.value()->method, route.value()->path.Shape());
         const std::string owner = m->full_name() + " (" + route.value()->path.text() + ")";
-        if (auto [it, inserted] = owners.emplace(key, owner); !inserted) {
+        if (auto [it, inserted] = owners->emplace(key, owner); !inserted) {
           return Error::InvalidArgument("conflicting HTTP rules for " +
                                         std::string(HttpMethodName(key.first)) + " " +
                                         key.second + ": " + it->second + " and " + owner);
         }
-        table.routes_.push_back(std::move(route).value());
+        routes_.push_back(std::move(route).value());
       }
     }
   }
-  return table;
+  return {};
 }
 
 MatchResult RouteTable::Match(std::string_view method, std::string_view path) const {

@@ -109,7 +109,9 @@ Result<std::vector<std::pair<std::string, std::string>>> ParseQuery(std::string_
 Result<std::unique_ptr<pb::Message>> BuildRequest(const Route& route, const PathVars& vars,
                                                   std::string_view query, std::string_view body) {
   const pb::Descriptor* desc = route.rpc->input_type();
-  const pb::Message* prototype = pb::MessageFactory::generated_factory()->GetPrototype(desc);
+  const pb::Message* prototype = route.request_prototype != nullptr
+                                     ? route.request_prototype
+                                     : pb::MessageFactory::generated_factory()->GetPrototype(desc);
   if (prototype == nullptr) return Error::Internal("no prototype for " + desc->full_name());
   std::unique_ptr<pb::Message> msg(prototype->New());
 
@@ -155,7 +157,9 @@ Result<std::unique_ptr<pb::Message>> BuildRequest(const Route& route, const Path
 
 std::unique_ptr<pb::Message> NewResponse(const Route& route) {
   const pb::Message* prototype =
-      pb::MessageFactory::generated_factory()->GetPrototype(route.rpc->output_type());
+      route.response_prototype != nullptr
+          ? route.response_prototype
+          : pb::MessageFactory::generated_factory()->GetPrototype(route.rpc->output_type());
   return std::unique_ptr<pb::Message>(prototype->New());
 }
 

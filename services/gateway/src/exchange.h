@@ -11,6 +11,7 @@
 #include <string>
 
 #include "handler.h"
+#include "routing.h"
 #include "portico/log/log.h"
 
 namespace portico::gateway {
@@ -22,8 +23,12 @@ struct RequestHandler::Exchange {
   std::string method_label;
   std::string route_label = "unmatched";
   std::string path;
-  const transcode::Route* route = nullptr;
+  const transcode::Route* route = nullptr;  // owned by routing->table
+  // The routing the request was matched with, held until it is answered
+  // (a reload meanwhile does not free its route, messages or channel).
+  std::shared_ptr<const Routing> routing;
   std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
+  std::chrono::steady_clock::time_point call_start, call_end;  // of the backend call
 
   // Forwarded instead of the client's Authorization (the access token a
   // personal access token was exchanged for).

@@ -25,11 +25,12 @@
 #include <set>
 #include <thread>
 
+#include "builtin_routes.h"
 #include "handler.h"
 #include "protection.h"
 #include "portico/log/log.h"
 #include "portico/transcode/problem.h"
-#include "upstream.h"
+#include "routing.h"
 
 namespace portico::gateway {
 
@@ -536,22 +537,13 @@ Gateway::~Gateway() { Shutdown(std::chrono::milliseconds(0)); }
 Result<std::unique_ptr<Gateway>> Gateway::Create(GatewayOptions options,
                                                  std::shared_ptr<auth::KeySet> keys,
                                                  std::function<void()> refresh_keys) {
-  auto routes = transcode::RouteTable::Build(options.services);
+  auto routes = RouteStore::Create(options);
   if (!routes.ok()) return std::move(routes).error();
-  std::vector<std::string> services;
-  for (const auto& r : routes->routes()) {
-    if (std::find(services.begin(), services.end(), r->service) == services.end()) {
-      services.push_back(r->service);
-    }
-  }
-  auto upstreams = Upstreams::Create(options.upstreams, services);
-  if (!upstreams.ok()) return std::move(upstreams).error();
 
   auto impl = std::make_unique<Impl>();
   impl->options = options;
   impl->handler = std::make_unique<RequestHandler>(options, std::move(routes).value(),
-                                                   std::move(upstreams).value(), std::move(keys),
-                                                   std::move(refresh_keys));
+                                                   std::move(keys), std::move(refresh_keys));
   auto protection = Protection::Create(options, *impl->handler);
   if (!protection.ok()) return std::move(protection).error();
   impl->protection = std::move(protection).value();
@@ -650,7 +642,22 @@ void Gateway::Shutdown(std::chrono::milliseconds grace) {
 }
 
 std::vector<admin::Check> Gateway::CheckUpstreams(std::chrono::milliseconds timeout) const {
-  return impl_->handler->upstreams().Check(timeout);
+  // Runs on the admin server's thread about once a second: a good place to
+  // close the channels of routings that reloads replaced.
+  impl_->handler->routes().ReleaseRetired();
+  return impl_->handler->routes().Get()->upstreams->Check(timeout);
+}
+
+Status Gateway::ReloadRoutes() {
+  RequestHandler& handler = *impl_->handler;
+  if (auto st = handler.routes().Reload(); !st.ok()) return st;
+  // /openapi.json follows the table in force.
+  handler.builtin_routes().SetRoutes(*handler.routes().Get()->table);
+  return {};
+}
+
+std::shared_ptr<const transcode::RouteTable> Gateway::routes() const {
+  return impl_->handler->routes().Get()->table;
 }
 
 }  // namespace portico::gateway

@@ -34,7 +34,6 @@ struct HandlerMetrics {
   prometheus::Family<prometheus::Counter>& requests;
   prometheus::Family<prometheus::Histogram>& duration;
   prometheus::Gauge& in_flight;
-  prometheus::Family<prometheus::Counter>& upstream;
 
   explicit HandlerMetrics(prometheus::Registry& r)
       : requests(prometheus::BuildCounter()
@@ -49,11 +48,7 @@ struct HandlerMetrics {
                       .Name("portico_http_in_flight_requests")
                       .Help("HTTP requests being handled.")
                       .Register(r)
-                      .Add({})),
-        upstream(prometheus::BuildCounter()
-                     .Name("portico_upstream_requests_total")
-                     .Help("Backend gRPC calls by service and status code.")
-                     .Register(r)) {}
+                      .Add({})) {}
 };
 
 namespace {
@@ -227,19 +222,17 @@ TraceContext ContinueTrace(std::string_view tp) {
   return t;
 }
 
-RequestHandler::RequestHandler(const GatewayOptions& options, transcode::RouteTable routes,
-                               std::unique_ptr<Upstreams> upstreams,
+RequestHandler::RequestHandler(const GatewayOptions& options, std::shared_ptr<RouteStore> routes,
                                std::shared_ptr<auth::KeySet> keys,
                                std::function<void()> refresh_keys)
     : options_(options),
       routes_(std::move(routes)),
-      upstreams_(std::move(upstreams)),
       keys_(std::move(keys)),
       verifier_(std::make_unique<auth::Verifier>(
           keys_, auth::VerifierOptions{options.jwt_issuer, options.jwt_audience},
           std::move(refresh_keys))),
       metrics_(std::make_unique<HandlerMetrics>(*admin::Registry())),
-      builtin_(std::make_unique<BuiltinRoutes>(routes_)) {
+      builtin_(std::make_unique<BuiltinRoutes>(*routes_->Get()->table)) {
   RegisterStreamMetrics();
 }
 
@@ -331,7 +324,7 @@ HttpResponse RequestHandler::Answer(const HttpRequest& request, HttpResponse res
 
 std::vector<std::string> RequestHandler::AllowedMethods(std::string_view path) const {
   // No route has the method OPTIONS: the table answers with the path's methods.
-  auto match = routes_.Match("OPTIONS", path);
+  auto match = routes_->Get()->table->Match("OPTIONS", path);
   if (match.kind != transcode::MatchResult::Kind::kMethodNotAllowed) return {};
   return match.allowed;
 }
@@ -373,7 +366,10 @@ void RequestHandler::Route(const std::shared_ptr<Exchange>& ex, const Post& post
       if (!builtin->allow.empty()) r.headers.emplace_back("Allow", builtin->allow);
       return answer(std::move(r));
     }
-    auto match = routes_.Match(ex->request.method, ex->path);
+    // Kept from the first pass when a personal access token sends the
+    // request through here a second time.
+    if (!ex->routing) ex->routing = routes_->Get();
+    auto match = ex->routing->table->Match(ex->request.method, ex->path);
     switch (match.kind) {
       case transcode::MatchResult::Kind::kFound:
         break;
@@ -530,10 +526,9 @@ void RequestHandler::CancelOnClientGone(const std::shared_ptr<Exchange>& ex) {
 }
 
 void RequestHandler::CountUpstream(const Exchange& ex, int grpc_code) {
-  metrics_->upstream
-      .Add({{"service", ex.route->service},
-            {"code", std::string(transcode::GrpcCodeName(grpc_code))}})
-      .Increment();
+  ex.routing->upstreams->Observe(ex.route->service, ex.route->rpc->name(),
+                                 static_cast<grpc::StatusCode>(grpc_code),
+                                 Clock::now() - ex.call_start);
 }
 
 bool RequestHandler::Stopped() {
@@ -548,7 +543,7 @@ bool RequestHandler::CallBackend(std::shared_ptr<Exchange> ex, const Post& post,
   ex->ctx.set_deadline(std::chrono::system_clock::now() + timeout);
   AddCallMetadata(*ex);
   const std::weak_ptr<Exchange> weak_ex = ex;
-  grpc::GenericStub* stub = upstreams_->StubFor(route.service);
+  grpc::GenericStub* stub = ex->routing->upstreams->StubFor(route.service);
   if (stub == nullptr) throw std::logic_error("no upstream for routed service " + route.service);
 
   Exchange* raw = ex.get();
@@ -575,6 +570,7 @@ bool RequestHandler::CallBackend(std::shared_ptr<Exchange> ex, const Post& post,
         auto post_fn = std::move(post);
         auto done_fn = std::move(done);
         call->status = std::move(s);
+        call->call_end = Clock::now();
         try {
           // On a gRPC thread: hand the rest to the connection's strand.
           post_fn([this, call, done_fn = std::move(done_fn)]() mutable {
@@ -597,6 +593,7 @@ bool RequestHandler::CallBackend(std::shared_ptr<Exchange> ex, const Post& post,
       // the handler and the io_context.
       unregister();
     };
+    raw->call_start = Clock::now();
     stub->UnaryCall(&raw->ctx, route.rpc_path, grpc::StubOptions(), &raw->request_buffer,
                     &raw->response_buffer, std::move(completion));
   } catch (...) {
@@ -610,7 +607,8 @@ bool RequestHandler::CallBackend(std::shared_ptr<Exchange> ex, const Post& post,
 
 bool RequestHandler::StartIntrospect(std::shared_ptr<Exchange> ex, const std::string& token,
                                      const Post& post, Done& done) {
-  grpc::GenericStub* stub = upstreams_->StubFor("portico.users.v1.AuthService");
+  if (!ex->routing) ex->routing = routes_->Get();
+  grpc::GenericStub* stub = ex->routing->upstreams->StubFor("portico.users.v1.AuthService");
   if (stub == nullptr) throw std::logic_error("no upstream for portico.users.v1.AuthService");
   users::v1::IntrospectRequest req;
   req.set_token(token);
@@ -639,12 +637,15 @@ bool RequestHandler::StartIntrospect(std::shared_ptr<Exchange> ex, const std::st
   };
   try {
     auto completion = [this, unregister, key = auth::Sha256Hex(token), post = post,
-                       ex = std::move(ex), done = std::move(done)](grpc::Status s) mutable {
+                       started = Clock::now(), ex = std::move(ex),
+                       done = std::move(done)](grpc::Status s) mutable {
       {
         auto call = std::move(ex);
         auto post_fn = std::move(post);
         auto done_fn = std::move(done);
         try {
+          call->routing->upstreams->Observe("portico.users.v1.AuthService", "Introspect",
+                                            s.error_code(), Clock::now() - started);
           users::v1::IntrospectResponse resp;
           std::vector<grpc::Slice> slices;
           std::string body;
@@ -708,10 +709,8 @@ bool RequestHandler::StartIntrospect(std::shared_ptr<Exchange> ex, const std::st
 HttpResponse RequestHandler::TranslateReply(Exchange& ex) {
   const transcode::Route& route = *ex.route;
   const grpc::Status& status = ex.status;
-  metrics_->upstream
-      .Add({{"service", route.service},
-            {"code", std::string(transcode::GrpcCodeName(status.error_code()))}})
-      .Increment();
+  ex.routing->upstreams->Observe(route.service, route.rpc->name(), status.error_code(),
+                                 ex.call_end - ex.call_start);
 
   std::vector<std::pair<std::string, std::string>> headers;
   std::string status_override;

@@ -19,7 +19,7 @@
 #include "portico/gateway/gateway.h"
 #include "portico/transcode/problem.h"
 #include "portico/transcode/route_table.h"
-#include "upstream.h"
+#include "routing.h"
 
 namespace grpc {
 class ClientContext;
@@ -37,9 +37,8 @@ class RequestHandler {
   /// Receives the response, on the strand.
   using Done = std::function<void(HttpResponse)>;
 
-  RequestHandler(const GatewayOptions& options, transcode::RouteTable routes,
-                 std::unique_ptr<Upstreams> upstreams, std::shared_ptr<auth::KeySet> keys,
-                 std::function<void()> refresh_keys);
+  RequestHandler(const GatewayOptions& options, std::shared_ptr<RouteStore> routes,
+                 std::shared_ptr<auth::KeySet> keys, std::function<void()> refresh_keys);
   ~RequestHandler();
 
   /// Handles one request. `done` runs exactly once: directly (for answers
@@ -80,9 +79,10 @@ class RequestHandler {
   /// any more, so the `post` functions given to Handle are no longer called.
   bool WaitForCalls(std::optional<std::chrono::milliseconds> timeout);
 
-  const Upstreams& upstreams() const { return *upstreams_; }
   /// /openapi.json and /docs; call its SetRoutes after swapping the table.
   BuiltinRoutes& builtin_routes() { return *builtin_; }
+  /// The routing in force and its reload.
+  RouteStore& routes() const { return *routes_; }
 
  private:
   // Serves the stream metrics (at 0) before the first stream opens.
@@ -120,8 +120,7 @@ class RequestHandler {
   friend class StreamCall;
 
   GatewayOptions options_;
-  transcode::RouteTable routes_;
-  std::unique_ptr<Upstreams> upstreams_;
+  std::shared_ptr<RouteStore> routes_;
   std::shared_ptr<auth::KeySet> keys_;
   std::unique_ptr<auth::Verifier> verifier_;
   std::unique_ptr<HandlerMetrics> metrics_;

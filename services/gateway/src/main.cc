@@ -3,6 +3,8 @@
 #include <grpcpp/create_channel.h>
 #include <grpcpp/security/credentials.h>
 
+#include <pthread.h>
+
 #include <csignal>
 #include <iostream>
 #include <cstdio>
@@ -32,6 +34,54 @@ using portico::config::Var;
 // levels of nested messages, of which each level of a JSON value inside a
 // google.protobuf.Struct (an item's `data`) takes three.
 constexpr std::int64_t kMaxJsonDepth = 32;
+
+// "a.B=host:1, c.D=dns:///d:2" -> {{"a.B", "host:1"}, {"c.D", "dns:///d:2"}}.
+// An ipv4:/ipv6: target keeps the further addresses that follow its commas.
+portico::Result<std::vector<portico::gateway::ExtraService>> ParseExtraServices(
+    std::string_view text) {
+  std::vector<portico::gateway::ExtraService> out;
+  auto trim = [](std::string_view s) {
+    while (!s.empty() && s.front() == ' ') s.remove_prefix(1);
+    while (!s.empty() && s.back() == ' ') s.remove_suffix(1);
+    return s;
+  };
+  while (!trim(text).empty()) {
+    const auto comma = text.find(',');
+    const std::string_view item = trim(text.substr(0, comma));
+    text = comma == std::string_view::npos ? std::string_view() : text.substr(comma + 1);
+    const auto eq = item.find('=');
+    if (eq == std::string_view::npos && !out.empty() && !item.empty() &&
+        out.back().target.starts_with("ipv")) {
+      // "ipv4:10.0.0.1:50051,10.0.0.2:50051" lists addresses with commas too.
+      out.back().target += "," + std::string(item);
+      continue;
+    }
+    const std::string_view name = trim(item.substr(0, eq));
+    const std::string_view target = eq == std::string_view::npos ? "" : trim(item.substr(eq + 1));
+    if (name.empty() || target.empty() || name.find_first_of(" /") != std::string_view::npos) {
+      return portico::Error::InvalidArgument(
+          "expected comma-separated full.service.Name=grpc-target, got \"" + std::string(item) +
+          "\"");
+    }
+    for (const auto& e : out) {
+      if (e.name == name) {
+        return portico::Error::InvalidArgument("service " + e.name + " is named twice");
+      }
+    }
+    out.push_back({std::string(name), std::string(target)});
+  }
+  return out;
+}
+
+// SIGHUP (reload the routes) joins the shutdown signals that sigwait takes.
+sigset_t GatewaySignals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGHUP);
+  return set;
+}
 
 std::vector<Var> Vars() {
   std::vector<Var> vars = {
@@ -85,6 +135,13 @@ std::vector<Var> Vars() {
        .help = "gzip response bodies for clients that accept it"},
       {.name = "PORTICO_GZIP_MIN_SIZE", .kind = Kind::kSize, .default_value = "1KiB",
        .help = "smallest response body that is gzipped"},
+
+      {.name = "PORTICO_DESCRIPTOR_SET",
+       .help = "binary FileDescriptorSet with more services to route (protoc --include_imports "
+               "--descriptor_set_out); re-read on SIGHUP"},
+      {.name = "PORTICO_EXTRA_SERVICES",
+       .help = "services of PORTICO_DESCRIPTOR_SET to route: comma-separated "
+               "full.service.Name=grpc-target"},
   };
   for (auto& v : portico::runtime::TokenVars("required of access tokens")) {
     vars.push_back(std::move(v));
@@ -100,8 +157,12 @@ int main(int argc, char** argv) {
   namespace log = portico::log;
   using portico::gateway::Gateway;
 
-  // Shutdown signals are taken by sigwait; block them before any thread starts.
-  portico::rpc::BlockShutdownSignals();
+  // Shutdown and reload signals are taken by sigwait; block them before any
+  // thread starts.
+  {
+    const sigset_t set = GatewaySignals();
+    pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  }
   const auto startup = config::LoadOrExit(
       argc, argv, "portico-gateway",
       "The Portico REST gateway: routes HTTP/JSON requests to the gRPC services "
@@ -171,6 +232,20 @@ int main(int argc, char** argv) {
   }
   options.jwt_issuer = cfg.GetString("PORTICO_JWT_ISSUER");
   options.jwt_audience = cfg.GetString("PORTICO_JWT_AUDIENCE");
+  options.descriptor_set = cfg.GetString("PORTICO_DESCRIPTOR_SET");
+  auto extra = ParseExtraServices(cfg.GetString("PORTICO_EXTRA_SERVICES"));
+  if (!extra.ok()) {
+    std::fprintf(stderr, "portico-gateway: PORTICO_EXTRA_SERVICES: %s\n",
+                 extra.error().message.c_str());
+    return 2;
+  }
+  options.extra_services = std::move(extra).value();
+  if (options.descriptor_set.empty() != options.extra_services.empty()) {
+    std::fprintf(stderr,
+                 "portico-gateway: PORTICO_DESCRIPTOR_SET and PORTICO_EXTRA_SERVICES go "
+                 "together: set both or neither\n");
+    return 2;
+  }
 
   portico::rpc::KeyFetcher keys(
       grpc::CreateChannel(users_target, grpc::InsecureChannelCredentials()));
@@ -178,9 +253,12 @@ int main(int argc, char** argv) {
   // background loader and never waits for the fetch.
   auto gateway = Gateway::Create(options, keys.keys(), keys.RefreshCallback(/*wait=*/false));
   if (!gateway.ok()) {
+    // A bad descriptor set or route table is a bad configuration value.
     log::Error("invalid route table", {{"error", gateway.error().message}});
     log::Flush();
-    return 1;
+    std::fprintf(stderr, "portico-gateway: invalid route table: %s\n",
+                 gateway.error().message.c_str());
+    return 2;
   }
   if (auto st = (*gateway)->Start(); !st.ok()) {
     log::Error("cannot start the HTTP server", {{"error", st.error().message}});
@@ -207,7 +285,15 @@ int main(int argc, char** argv) {
                                         {"users", users_target},
                                         {"data", data_target}});
 
-  const int sig = portico::rpc::WaitForShutdownSignal();
+  int sig = 0;
+  for (;;) {
+    const sigset_t set = GatewaySignals();
+    sigwait(&set, &sig);
+    if (sig != SIGHUP) break;
+    // Failures are logged and counted by the reload; the old routes stay.
+    log::Info("SIGHUP: reloading the routes", {{"descriptor_set", options.descriptor_set}});
+    (void)gw.ReloadRoutes();
+  }
   log::Info("shutting down", {{"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"}});
   admin.SetDraining();
   gw.Shutdown(std::chrono::seconds(10));

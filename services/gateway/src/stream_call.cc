@@ -169,6 +169,7 @@ class StreamCall final : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc::
     // Reads are restarted from the strand, outside any reactor callback:
     // the hold keeps OnDone from running before the last of them.
     AddHold();
+    ex_->call_start = std::chrono::steady_clock::now();
     StartCall();
   }
 
@@ -373,7 +374,7 @@ bool RequestHandler::StartStream(std::shared_ptr<Exchange> ex, const transcode::
   // No request deadline: a stream lives up to the configured maximum.
   ex->ctx.set_deadline(std::chrono::system_clock::now() + options_.stream_max_duration);
   AddCallMetadata(*ex);
-  grpc::GenericStub* stub = upstreams_->StubFor(route.service);
+  grpc::GenericStub* stub = ex->routing->upstreams->StubFor(route.service);
   if (stub == nullptr) throw std::logic_error("no upstream for routed service " + route.service);
 
   Exchange* raw = ex.get();

@@ -1,18 +1,108 @@
 #include "upstream.h"
 
 #include <future>
+#include <set>
 
+#include <boost/json/array.hpp>
+#include <boost/json/object.hpp>
+#include <boost/json/serialize.hpp>
 #include <grpcpp/create_channel.h>
 #include <grpcpp/security/credentials.h>
 #include <grpcpp/support/byte_buffer.h>
+#include <grpcpp/support/channel_arguments.h>
+#include <prometheus/counter.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+
+#include "portico/admin/metrics.h"
+#include "portico/transcode/problem.h"
+#include "portico/transcode/route_table.h"
 
 namespace portico::gateway {
+namespace {
 
-Result<std::unique_ptr<Upstreams>> Upstreams::Create(const std::vector<Upstream>& upstreams,
-                                                     const std::vector<std::string>& services) {
-  std::unique_ptr<Upstreams> out(new Upstreams());
-  std::map<std::string, Target*> by_target;
+// Registered once per process: every Upstreams (one per route reload)
+// records into the same families.
+struct UpstreamMetrics {
+  prometheus::Family<prometheus::Counter>& calls;
+  prometheus::Family<prometheus::Histogram>& duration;
+
+  static UpstreamMetrics& Get() {
+    static UpstreamMetrics m(*admin::Registry());
+    return m;
+  }
+
+ private:
+  explicit UpstreamMetrics(prometheus::Registry& r)
+      : calls(prometheus::BuildCounter()
+                  .Name("portico_upstream_requests_total")
+                  .Help("Backend gRPC calls by target, service, method and status code.")
+                  .Register(r)),
+        duration(prometheus::BuildHistogram()
+                     .Name("portico_upstream_request_duration_seconds")
+                     .Help("Backend gRPC call latency (retries included) by target, service "
+                           "and method.")
+                     .Register(r)) {}
+};
+
+std::shared_ptr<grpc::Channel> MakeChannel(const std::string& target,
+                                           const std::string& service_config) {
+  grpc::ChannelArguments args;
+  args.SetServiceConfigJSON(service_config);
+  // Ours is the only service config: none comes from DNS TXT records.
+  args.SetInt(GRPC_ARG_SERVICE_CONFIG_DISABLE_RESOLUTION, 1);
+  args.SetInt(GRPC_ARG_ENABLE_RETRIES, 1);  // the default in 1.51; said for the reader
+  // Keepalive: a backend that vanished without closing its connections
+  // (a killed node, a dropped NAT entry) is noticed within ~40 s even while
+  // the gateway is idle, instead of at the next request's deadline.
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, static_cast<int>(kKeepaliveTime.count()));
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, static_cast<int>(kKeepaliveTimeout.count()));
+  args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
+  return grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args);
+}
+
+}  // namespace
+
+std::string ServiceConfigJson(const std::vector<std::string>& safe_methods) {
+  boost::json::object config;
+  config["loadBalancingConfig"] = boost::json::array{boost::json::object{{"round_robin", {}}}};
+  // Client-side health checking: round_robin leaves out a replica whose
+  // health service says NOT_SERVING (e.g. one draining for shutdown). A
+  // server without the health service is taken as healthy.
+  config["healthCheckConfig"] = boost::json::object{{"serviceName", ""}};
+  if (!safe_methods.empty()) {
+    boost::json::array names;
+    for (const auto& m : safe_methods) {
+      const auto slash = m.find('/');
+      names.push_back(boost::json::object{{"service", m.substr(0, slash)},
+                                          {"method", m.substr(slash + 1)}});
+    }
+    // Only UNAVAILABLE (no connection, a replica going away): the call did
+    // not run, or ran a safe method whose repetition changes nothing.
+    boost::json::object retry{{"maxAttempts", kRetryMaxAttempts},
+                              {"initialBackoff", "0.05s"},
+                              {"maxBackoff", "0.5s"},
+                              {"backoffMultiplier", 2},
+                              {"retryableStatusCodes", boost::json::array{"UNAVAILABLE"}}};
+    config["methodConfig"] =
+        boost::json::array{boost::json::object{{"name", std::move(names)},
+                                               {"retryPolicy", std::move(retry)}}};
+  }
+  return boost::json::serialize(config);
+}
+
+Result<std::shared_ptr<const Upstreams>> Upstreams::Create(
+    const std::vector<Upstream>& upstreams, const std::map<std::string, std::string>& exact,
+    const std::vector<std::string>& services, const transcode::RouteTable& routes,
+    const Upstreams* previous) {
+  // service -> target.
+  std::map<std::string, std::string> target_of;
   for (const auto& service : services) {
+    if (auto it = exact.find(service); it != exact.end()) {
+      target_of[service] = it->second;
+      continue;
+    }
     const Upstream* best = nullptr;
     for (const auto& u : upstreams) {
       if (service.compare(0, u.prefix.size(), u.prefix) == 0 &&
@@ -23,24 +113,41 @@ Result<std::unique_ptr<Upstreams>> Upstreams::Create(const std::vector<Upstream>
     if (best == nullptr) {
       return Error::InvalidArgument("no upstream target for service " + service);
     }
-    Target*& target = by_target[best->target];
-    if (target == nullptr) {
-      auto t = std::make_unique<Target>();
-      t->name = best->target;
-      // round_robin: with a dns:/// target that resolves to every replica
-      // (a headless Service), calls spread over all of them; the default
-      // pick_first would send everything to one.
-      grpc::ChannelArguments args;
-      args.SetLoadBalancingPolicyName("round_robin");
-      t->channel =
-          grpc::CreateCustomChannel(best->target, grpc::InsecureChannelCredentials(), args);
-      t->stub = std::make_unique<grpc::GenericStub>(t->channel);
-      target = t.get();
-      out->targets_.push_back(std::move(t));
-    }
-    out->by_service_[service] = target;
+    target_of[service] = best->target;
   }
-  return out;
+  // target -> its safe methods, sorted, so an unchanged set gives the same
+  // JSON and the channel is kept across a reload.
+  std::map<std::string, std::set<std::string>> safe;
+  for (const auto& [service, target] : target_of) safe[target];
+  for (const auto& r : routes.routes()) {
+    auto it = target_of.find(r->service);
+    if (it == target_of.end() || r->method != transcode::HttpMethod::kGet) continue;
+    safe[it->second].insert(r->rpc_path.substr(1));  // "pkg.Service/Method"
+  }
+
+  std::shared_ptr<Upstreams> out(new Upstreams());
+  std::map<std::string, const Target*> by_target;
+  for (const auto& [target, methods] : safe) {
+    std::string config = ServiceConfigJson({methods.begin(), methods.end()});
+    std::shared_ptr<const Target> reused;
+    if (previous != nullptr) {
+      for (const auto& t : previous->targets_) {
+        if (t->name == target && t->service_config == config) reused = t;
+      }
+    }
+    if (!reused) {
+      auto t = std::make_shared<Target>();
+      t->name = target;
+      t->channel = MakeChannel(target, config);
+      t->service_config = std::move(config);
+      t->stub = std::make_unique<grpc::GenericStub>(t->channel);
+      reused = std::move(t);
+    }
+    by_target[target] = reused.get();
+    out->targets_.push_back(std::move(reused));
+  }
+  for (const auto& [service, target] : target_of) out->by_service_[service] = by_target[target];
+  return std::shared_ptr<const Upstreams>(std::move(out));
 }
 
 Upstreams::~Upstreams() = default;
@@ -48,6 +155,28 @@ Upstreams::~Upstreams() = default;
 grpc::GenericStub* Upstreams::StubFor(const std::string& service) const {
   auto it = by_service_.find(service);
   return it == by_service_.end() ? nullptr : it->second->stub.get();
+}
+
+const std::string& Upstreams::TargetOf(const std::string& service) const {
+  static const std::string kNone;
+  auto it = by_service_.find(service);
+  return it == by_service_.end() ? kNone : it->second->name;
+}
+
+void Upstreams::Observe(const std::string& service, std::string_view method,
+                        grpc::StatusCode code, std::chrono::steady_clock::duration elapsed) const {
+  auto& m = UpstreamMetrics::Get();
+  const std::string& target = TargetOf(service);
+  const std::string rpc(method);
+  m.calls
+      .Add({{"target", target},
+            {"service", service},
+            {"method", rpc},
+            {"code", std::string(transcode::GrpcCodeName(code))}})
+      .Increment();
+  m.duration
+      .Add({{"target", target}, {"service", service}, {"method", rpc}}, admin::LatencyBuckets())
+      .Observe(std::chrono::duration<double>(elapsed).count());
 }
 
 std::vector<admin::Check> Upstreams::Check(std::chrono::milliseconds timeout) const {

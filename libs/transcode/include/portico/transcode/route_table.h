@@ -5,6 +5,7 @@
 // without an `http` option are internal and never routed.
 
 #include <chrono>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -17,10 +18,14 @@
 
 namespace google::protobuf {
 class DescriptorPool;
+class Message;
+class MessageFactory;
 class MethodDescriptor;
 }  // namespace google::protobuf
 
 namespace portico::transcode {
+
+class DescriptorSet;
 
 enum class HttpMethod { kGet, kPut, kPost, kDelete, kPatch };
 /// "GET", "PUT", ... (upper-case).
@@ -48,6 +53,19 @@ struct Route {
   std::chrono::milliseconds timeout{0};
   std::string stream_event_id;  // "" or a field of the response (SSE `id:`)
   std::string stream_resume;    // "" or a request field that Last-Event-ID fills
+  // Empty messages of the request and response types, from the factory of
+  // the pool that defines the RPC (generated or dynamic); owned like `rpc`.
+  const google::protobuf::Message* request_prototype = nullptr;
+  const google::protobuf::Message* response_prototype = nullptr;
+};
+
+/// Services to route and where they are defined.
+struct ServiceSource {
+  std::vector<std::string> services;  // full names
+  /// null: the compiled-in (generated) pool. Otherwise the table keeps the
+  /// set alive, so its routes, descriptors and prototypes stay valid for as
+  /// long as the table lives.
+  std::shared_ptr<const DescriptorSet> descriptors;
 };
 
 /// Variables captured from a path: (field path, percent-decoded value).
@@ -76,6 +94,12 @@ class RouteTable {
   /// two rules with the same method and path shape (naming both RPCs).
   static Result<RouteTable> Build(const std::vector<std::string>& services,
                                   const google::protobuf::DescriptorPool* pool = nullptr);
+  /// The same over services from several pools (e.g. the compiled-in ones
+  /// and those of a descriptor set loaded at run time), checked for
+  /// conflicts across all of them. The annotations are read from the method
+  /// options whether protobuf parsed them as extensions or, for options of a
+  /// dynamically built file, left them as unknown fields.
+  static Result<RouteTable> BuildFrom(const std::vector<ServiceSource>& sources);
 
   /// Finds the route for `method` and the request `path` (no query string).
   /// Among routes of the method whose template matches, the most specific
@@ -86,9 +110,16 @@ class RouteTable {
   MatchResult Match(std::string_view method, std::string_view path) const;
 
   const std::vector<std::unique_ptr<Route>>& routes() const { return routes_; }
+  /// The distinct services that have routes, in table order.
+  std::vector<std::string> Services() const;
 
  private:
+  Status AddService(const std::string& name, const google::protobuf::DescriptorPool* pool,
+                    google::protobuf::MessageFactory* factory,
+                    std::map<std::pair<HttpMethod, std::string>, std::string>* owners);
+
   std::vector<std::unique_ptr<Route>> routes_;
+  std::vector<std::shared_ptr<const DescriptorSet>> descriptors_;  // keeps routes' pools alive
 };
 
 }  // namespace portico::transcode

@@ -1,7 +1,7 @@
 #pragma once
 // HTTP request parts -> gRPC request message, and gRPC response message ->
 // HTTP status and JSON body, driven by a Route. Messages are created from the
-// generated factory by descriptor, so no code knows any endpoint.
+// route's prototypes (generated or dynamic), so no code knows any endpoint.
 
 #include <memory>
 #include <string>

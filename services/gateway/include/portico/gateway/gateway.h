@@ -16,6 +16,10 @@
 #include "portico/auth/jwt.h"
 #include "portico/core/result.h"
 
+namespace portico::transcode {
+class RouteTable;
+}
+
 namespace portico::gateway {
 
 /// Where the RPCs of services whose full name starts with `prefix` go, e.g.
@@ -23,6 +27,13 @@ namespace portico::gateway {
 struct Upstream {
   std::string prefix;
   std::string target;  // gRPC target ("host:port", "dns:///...")
+};
+
+/// A service loaded at run time from a descriptor set, and the gRPC target
+/// that serves it.
+struct ExtraService {
+  std::string name;    // full name, e.g. "acme.billing.v1.InvoiceService"
+  std::string target;  // gRPC target
 };
 
 /// The services the gateway routes by default (every public Portico API).
@@ -34,6 +45,12 @@ struct GatewayOptions {
   int threads = 2;            // io_context threads
   std::vector<std::string> services = DefaultServices();
   std::vector<Upstream> upstreams;
+  /// Path of a binary FileDescriptorSet (protoc --include_imports
+  /// --descriptor_set_out) defining more services to route; read by Create
+  /// and again by every ReloadRoutes. Empty: none.
+  std::string descriptor_set;
+  /// The services of `descriptor_set` to route, each with its target.
+  std::vector<ExtraService> extra_services;
   std::chrono::milliseconds request_timeout{10'000};  // gRPC deadline per request
   std::chrono::milliseconds header_timeout{10'000};   // to read one request (header and body)
   std::chrono::milliseconds idle_timeout{60'000};     // keep-alive wait for the next request
@@ -75,7 +92,9 @@ class Gateway {
   /// `keys` verifies access tokens; `refresh_keys` (may be null) is called by
   /// the verifier on an unknown key id, on an I/O thread: it must not block
   /// (e.g. only wake a background loader).
-  /// kInvalidArgument for a bad route table or a service without upstream.
+  /// kInvalidArgument for a bad route table (a conflict names both RPCs), a
+  /// bad descriptor set, or a service without upstream; kUnavailable if the
+  /// descriptor set cannot be read.
   static Result<std::unique_ptr<Gateway>> Create(GatewayOptions options,
                                                  std::shared_ptr<auth::KeySet> keys,
                                                  std::function<void()> refresh_keys = nullptr);
@@ -100,6 +119,20 @@ class Gateway {
   /// gRPC health (grpc.health.v1.Health/Check) of every upstream target,
   /// each bounded by `timeout`. Thread-safe; blocks.
   std::vector<admin::Check> CheckUpstreams(std::chrono::milliseconds timeout) const;
+
+  /// Re-reads `descriptor_set` and rebuilds the route table and upstream
+  /// channels; on success new requests use them while requests in flight
+  /// finish on the old ones. On failure (unreadable file, bad descriptors,
+  /// conflicting routes, a service without a target) returns why and the
+  /// routes in force stay. Logged and counted either way. Thread-safe;
+  /// blocks (file I/O).
+  Status ReloadRoutes();
+
+  /// The route table in force. It stays valid while held, even across
+  /// reloads; every successful reload installs a new table (a different
+  /// pointer), so what is derived from it (e.g. an OpenAPI document) can be
+  /// cached by this pointer and made again when it changes. Thread-safe.
+  std::shared_ptr<const transcode::RouteTable> routes() const;
 
   struct Impl;
 
