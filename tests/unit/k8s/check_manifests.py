@@ -137,9 +137,11 @@ def check_deployment(svc, dep, docs, accepted):
     spec = pod_spec(dep)
     c = spec["containers"][0]
     image = c["image"].split("@")[0]
-    image_name = image.rsplit("/", 1)[-1].split(":")[0]
-    if image_name != f"portico-{svc}":
-        fail(where, f"image {c['image']} is not portico-{svc}")
+    # The images tests/compose builds from deploy/docker/Dockerfile:
+    # portico/<service>, possibly under a registry.
+    image_name = image.split(":")[0] if "/" not in image.rsplit(":", 1)[-1] else image
+    if not (image_name == f"portico/{svc}" or image_name.endswith(f"/portico/{svc}")):
+        fail(where, f"image {c['image']} is not portico/{svc}")
     if "replicas" in dep["spec"]:
         fail(where, "sets replicas, which fights its HorizontalPodAutoscaler")
     if not selector_matches(dep["spec"]["selector"], dep["spec"]["template"]["metadata"]["labels"]):
@@ -598,7 +600,8 @@ def check_overlay(base, overlay):
     for name in b_dep:
         bi = pod_spec(b_dep[name])["containers"][0]
         oi = pod_spec(o_dep[name])["containers"][0]
-        if not re.fullmatch(r"[a-z0-9.-]+/.+/" + name + r":[0-9][\w.-]*", oi["image"]):
+        svc = name.removeprefix("portico-")
+        if not re.fullmatch(r"[a-z0-9.-]+/(.+/)?portico/" + svc + r":[0-9][\w.-]*", oi["image"]):
             fail(f"overlay {name}", f"image {oi['image']} is not a registry image with a version")
         if oi["resources"] == bi["resources"]:
             fail(f"overlay {name}", "resources unchanged")
