@@ -137,10 +137,11 @@ Stack::Stack(StackOptions options) {
   data_ = std::make_unique<Process>("data", PORTICO_DATA_BIN, data_env_, dir_ + "/data.log");
   gateway_ = std::make_unique<Process>(
       "gateway", PORTICO_GATEWAY_BIN,
-      with({"PORTICO_HTTP_ADDR=" + addr(ports_.http),
-            "PORTICO_ADMIN_ADDR=" + addr(ports_.gateway_admin),
-            "PORTICO_USERS_TARGET=" + addr(ports_.users_grpc),
-            "PORTICO_DATA_TARGET=" + addr(ports_.data_grpc)}),
+      Merge(with({"PORTICO_HTTP_ADDR=" + addr(ports_.http),
+                  "PORTICO_ADMIN_ADDR=" + addr(ports_.gateway_admin),
+                  "PORTICO_USERS_TARGET=" + addr(ports_.users_grpc),
+                  "PORTICO_DATA_TARGET=" + addr(ports_.data_grpc)}),
+            options.gateway_env),
       dir_ + "/gateway.log");
   for (auto port : {ports_.users_admin, ports_.data_admin, ports_.gateway_admin}) {
     WaitReady(port);

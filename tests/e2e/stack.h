@@ -41,6 +41,8 @@ struct StackOptions {
   std::vector<std::string> users_env;
   /// The same for the data service.
   std::vector<std::string> data_env;
+  /// The same for the gateway.
+  std::vector<std::string> gateway_env;
 };
 
 /// PostgreSQL (shared per test binary) + users + data + gateway.
