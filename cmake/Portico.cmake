@@ -3,7 +3,7 @@
 # Warnings for code we write; generated protobuf code does not get them.
 add_library(portico_warnings INTERFACE)
 target_compile_options(portico_warnings INTERFACE
-  -Wall -Wextra -Wpedantic -Wshadow=local -Wnon-virtual-dtor -Wno-missing-field-initializers
+  -Wall -Wextra -Wpedantic $<$<CXX_COMPILER_ID:GNU>:-Wshadow=local> -Wnon-virtual-dtor -Wno-missing-field-initializers
   $<$<BOOL:${PORTICO_WERROR}>:-Werror>)
 
 # Linking feature that keeps a shared library even when nothing references it
@@ -49,7 +49,8 @@ function(portico_fuzz_target name)
   add_executable(${name} ${ARG_SOURCES})
   target_link_libraries(${name} PRIVATE ${ARG_DEPS} portico_warnings)
   if(PORTICO_BUILD_FUZZERS)
-    target_compile_options(${name} PRIVATE -fsanitize=fuzzer,address,undefined)
+    target_compile_options(${name} PRIVATE -fsanitize=fuzzer,address,undefined
+                           -fno-sanitize-recover=all)
     target_link_options(${name} PRIVATE -fsanitize=fuzzer,address,undefined)
   else()
     target_sources(${name} PRIVATE ${PROJECT_SOURCE_DIR}/tests/fuzz/replay_main.cc)

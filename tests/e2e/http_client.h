@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -24,6 +25,26 @@ struct HttpResponse {
 HttpResponse HttpRequest(std::uint16_t port, const std::string& method, const std::string& target,
                          const std::string& body = "",
                          const std::vector<std::pair<std::string, std::string>>& headers = {});
+
+/// One keep-alive HTTP/1.1 connection to 127.0.0.1:`port` (for load
+/// benchmarks): requests go one after another on the same socket, with
+/// headers as HttpRequest sends them. Not thread-safe. Throws on connection
+/// errors, including when the server has closed the connection.
+class HttpConnection {
+ public:
+  explicit HttpConnection(std::uint16_t port);
+  ~HttpConnection();
+  HttpConnection(const HttpConnection&) = delete;
+  HttpConnection& operator=(const HttpConnection&) = delete;
+
+  HttpResponse Request(const std::string& method, const std::string& target,
+                       const std::string& body = "",
+                       const std::vector<std::pair<std::string, std::string>>& headers = {});
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
 
 /// True if GET `target` answers 200 within `timeout_ms` (polls).
 bool WaitForHttp200(std::uint16_t port, const std::string& target, int timeout_ms);

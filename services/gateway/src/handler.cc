@@ -81,16 +81,6 @@ bool IsBlank(std::string_view s) {
   return s.find_first_not_of(" \t\r\n") == std::string_view::npos;
 }
 
-// application/json, application/merge-patch+json, application/<anything>+json.
-bool IsJsonMediaType(std::string_view content_type) {
-  const std::string type = Lower(Trim(content_type.substr(0, content_type.find(';'))));
-  if (type == kJson) return true;
-  constexpr std::string_view kApp = "application/";
-  constexpr std::string_view kSuffix = "+json";
-  return type.size() > kApp.size() + kSuffix.size() && type.starts_with(kApp) &&
-         type.ends_with(kSuffix);
-}
-
 // gRPC metadata values must be printable ASCII; anything else is dropped
 // rather than failing the call.
 bool IsMetadataSafe(std::string_view v) {
@@ -102,25 +92,6 @@ bool IsMetadataSafe(std::string_view v) {
 
 std::string MethodLabel(std::string_view method) {
   return transcode::ParseHttpMethod(method) ? std::string(method) : "OTHER";
-}
-
-// The path and query of an origin-form or absolute-form request target.
-void SplitTarget(std::string_view target, std::string* path, std::string* query) {
-  if (!target.empty() && target.front() != '/') {
-    if (const auto scheme = target.find("://"); scheme != std::string_view::npos) {
-      const auto slash = target.find_first_of("/?", scheme + 3);
-      target = slash == std::string_view::npos ? std::string_view("/") : target.substr(slash);
-      if (!target.empty() && target.front() == '?') {
-        *path = "/";
-        *query = std::string(target.substr(1));
-        return;
-      }
-    }
-  }
-  const auto q = target.find('?');
-  *path = std::string(target.substr(0, q));
-  *query = q == std::string_view::npos ? std::string() : std::string(target.substr(q + 1));
-  if (const auto hash = query->find('#'); hash != std::string::npos) query->resize(hash);
 }
 
 std::string BufferToString(const grpc::ByteBuffer& buffer) {
@@ -191,6 +162,33 @@ std::string MissingScopeDetail(const std::vector<std::string>& accepted) {
 }
 
 }  // namespace
+
+bool IsJsonMediaType(std::string_view content_type) {
+  const std::string type = Lower(Trim(content_type.substr(0, content_type.find(';'))));
+  if (type == kJson) return true;
+  constexpr std::string_view kApp = "application/";
+  constexpr std::string_view kSuffix = "+json";
+  return type.size() > kApp.size() + kSuffix.size() && type.starts_with(kApp) &&
+         type.ends_with(kSuffix);
+}
+
+void SplitTarget(std::string_view target, std::string* path, std::string* query) {
+  if (!target.empty() && target.front() != '/') {
+    if (const auto scheme = target.find("://"); scheme != std::string_view::npos) {
+      const auto slash = target.find_first_of("/?", scheme + 3);
+      target = slash == std::string_view::npos ? std::string_view("/") : target.substr(slash);
+      if (!target.empty() && target.front() == '?') {
+        *path = "/";
+        *query = std::string(target.substr(1));
+        return;
+      }
+    }
+  }
+  const auto q = target.find('?');
+  *path = std::string(target.substr(0, q));
+  *query = q == std::string_view::npos ? std::string() : std::string(target.substr(q + 1));
+  if (const auto hash = query->find('#'); hash != std::string::npos) query->resize(hash);
+}
 
 bool IsSaneRequestId(std::string_view id) {
   if (id.empty() || id.size() > 128) return false;

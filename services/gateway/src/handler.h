@@ -146,6 +146,14 @@ class RequestHandler {
   std::unordered_map<std::string, PatEntry> pat_cache_;  // guarded by pat_mu_
 };
 
+/// The path and query (without any fragment) of an origin-form or
+/// absolute-form request target; neither is decoded.
+void SplitTarget(std::string_view target, std::string* path, std::string* query);
+
+/// True for application/json, application/merge-patch+json and any
+/// application/<name>+json, parameters and case ignored.
+bool IsJsonMediaType(std::string_view content_type);
+
 /// True if `id` is 1-128 characters of [A-Za-z0-9._-].
 bool IsSaneRequestId(std::string_view id);
 
