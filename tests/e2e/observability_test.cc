@@ -141,7 +141,7 @@ TEST(Observability, LogsAreJsonLinesWithRequestIdsAndNoSecrets) {
   // answers it; the services' lines before they return, so all are in.
   const std::vector<LogLine> lines = AllLogLines();
   std::map<std::string, int> per_process;
-  std::set<std::string> rpc_users;  // user ids on the services' access lines
+  std::set<std::string> rpc_users, request_users;  // user ids on the access lines
   for (const LogLine& line : lines) {
     ++per_process[line.process];
     for (const auto& secret : secrets) {
@@ -170,6 +170,7 @@ TEST(Observability, LogsAreJsonLinesWithRequestIdsAndNoSecrets) {
       EXPECT_EQ(line.process, "gateway");
       EXPECT_TRUE(f.contains("status") && f.at("status").is_int64()) << line.text;
       EXPECT_TRUE(f.contains("route")) << line.text;
+      if (f.contains("user_id")) request_users.insert(StrOr(f, "user_id"));
     }
     if (msg == "rpc") {
       EXPECT_NE(line.process, "gateway");
@@ -181,8 +182,9 @@ TEST(Observability, LogsAreJsonLinesWithRequestIdsAndNoSecrets) {
   EXPECT_GT(per_process["gateway"], 0);
   EXPECT_GT(per_process["users"], 0);
   EXPECT_GT(per_process["data"], 0);
-  // Authenticated calls name their caller on the access line.
+  // Authenticated calls name their caller on the access lines of both hops.
   EXPECT_TRUE(rpc_users.contains(user_id));
+  EXPECT_TRUE(request_users.contains(user_id));
 }
 
 TEST(Observability, OneTraceIdFollowsARequestThroughEveryServiceAndTheOutbox) {

@@ -33,6 +33,8 @@ struct RequestHandler::Exchange {
   // Forwarded instead of the client's Authorization (the access token a
   // personal access token was exchanged for).
   std::string authorization;
+  // The verified token's subject, for the access log ("" if none).
+  std::string user_id;
   // The Introspect call for a personal access token, if one was made.
   std::unique_ptr<grpc::ClientContext> intro_ctx;
   grpc::ByteBuffer intro_request;

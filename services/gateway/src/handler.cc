@@ -264,12 +264,23 @@ void RequestHandler::Finish(Exchange& ex, HttpResponse& response) {
   metrics_->in_flight.Decrement();
 
   log::ScopedContext scope(ex.LogContext());
-  log::Info("request", {{"method", ex.request.method},
-                        {"route", ex.route_label},
-                        {"path", ex.path},
-                        {"status", response.status},
-                        {"duration_ms", seconds * 1000.0},
-                        {"client", ex.request.client_address}});
+  const double duration_ms = seconds * 1000.0;
+  if (ex.user_id.empty()) {
+    log::Info("request", {{"method", ex.request.method},
+                          {"route", ex.route_label},
+                          {"path", ex.path},
+                          {"status", response.status},
+                          {"duration_ms", duration_ms},
+                          {"client", ex.request.client_address}});
+  } else {
+    log::Info("request", {{"method", ex.request.method},
+                          {"route", ex.route_label},
+                          {"path", ex.path},
+                          {"status", response.status},
+                          {"duration_ms", duration_ms},
+                          {"client", ex.request.client_address},
+                          {"user_id", ex.user_id}});
+  }
 }
 
 void RequestHandler::Deliver(Exchange& ex, HttpResponse response, Done& done) noexcept {
@@ -442,6 +453,7 @@ void RequestHandler::Route(const std::shared_ptr<Exchange>& ex, const Post& post
       if (!claims.ok()) {
         return unauthenticated("invalid access token: " + claims.error().message, true);
       }
+      ex->user_id = claims->sub;
       if (route.access == transcode::Access::kAdmin && claims->role != "ADMIN") {
         return problem(transcode::ProblemFromError(
             Error::PermissionDenied("this operation requires the ADMIN role")));
