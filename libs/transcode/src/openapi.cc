@@ -1,4 +1,5 @@
 #include "portico/transcode/openapi.h"
+#include "portico/core/strings.h"
 
 #include <google/protobuf/descriptor.h>
 #include <google/protobuf/descriptor.pb.h>
@@ -111,12 +112,6 @@ constexpr std::string_view kSchemas = "#/components/schemas/";
 constexpr std::string_view kProblemJson = "application/problem+json";
 constexpr std::string_view kBearer = "bearerAuth";
 
-std::string Lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
-
 // The first sentence of a comment, for an operation's summary.
 std::string FirstSentence(const std::string& text) {
   std::size_t end = text.size();
@@ -174,7 +169,7 @@ constexpr HeaderDoc kHeaderDocs[] = {
 
 HeaderDoc DocOf(const std::string& header) {
   for (const auto& h : kHeaderDocs) {
-    if (Lower(h.name) == Lower(header)) return h;
+    if (AsciiLower(h.name) == AsciiLower(header)) return h;
   }
   return {header, ""};
 }
@@ -523,7 +518,7 @@ json::object Generator::Operation(const Route& route, int binding) {
   std::set<std::string> request_headers;
   for (const auto& h : rule.request_headers()) {
     const HeaderDoc doc = DocOf(h);
-    request_headers.insert(Lower(doc.name));
+    request_headers.insert(AsciiLower(doc.name));
     json::object p{{"name", std::string(doc.name)}, {"in", "header"}, {"required", false}};
     if (!doc.description.empty()) p["description"] = doc.description;
     p["schema"] = json::object{{"type", "string"}};
@@ -695,7 +690,7 @@ std::string Generator::Run(const RouteTable& table) {
     if (!route->path.verb().empty()) path += ":" + route->path.verb();
     auto& item = paths[path];
     if (!item.is_object()) item = json::object{};
-    item.as_object()[Lower(HttpMethodName(route->method))] =
+    item.as_object()[AsciiLower(HttpMethodName(route->method))] =
         Operation(*route, bindings[route->rpc]++);
   }
   EmitPending();

@@ -1,6 +1,7 @@
 // Addresses are parsed with inet_pton/inet_ntop (POSIX) rather than
 // Boost.Asio's ip::address, to keep Asio out of this Beast-free file.
 #include "client_address.h"
+#include "portico/core/strings.h"
 
 #include <arpa/inet.h>
 
@@ -10,12 +11,6 @@
 
 namespace portico::gateway {
 namespace {
-
-std::string_view Trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-  return s;
-}
 
 std::optional<IpAddress> ParseExact(std::string_view text) {
   if (text.empty() || text.size() > INET6_ADDRSTRLEN) return std::nullopt;
@@ -55,7 +50,7 @@ bool SamePrefix(const IpAddress& a, const IpAddress& b, int prefix) {
 }  // namespace
 
 std::optional<IpAddress> IpAddress::Parse(std::string_view text) {
-  text = Trim(text);
+  text = TrimBlanks(text);
   if (text.starts_with('[')) {
     const auto close = text.find(']');
     if (close == std::string_view::npos) return std::nullopt;
@@ -87,7 +82,7 @@ Result<CidrSet> CidrSet::Parse(std::string_view list) {
   CidrSet set;
   while (!list.empty()) {
     const auto comma = list.find(',');
-    const std::string_view entry = Trim(list.substr(0, comma));
+    const std::string_view entry = TrimBlanks(list.substr(0, comma));
     list = comma == std::string_view::npos ? std::string_view() : list.substr(comma + 1);
     if (entry.empty()) continue;
     auto bad = [&](std::string_view why) {
@@ -140,7 +135,7 @@ std::string ResolveClientAddress(std::string_view peer,
   for (std::string_view value : forwarded_for) {
     while (true) {
       const auto comma = value.find(',');
-      hops.push_back(Trim(value.substr(0, comma)));
+      hops.push_back(TrimBlanks(value.substr(0, comma)));
       if (comma == std::string_view::npos) break;
       value.remove_prefix(comma + 1);
     }

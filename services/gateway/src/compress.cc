@@ -1,4 +1,5 @@
 #include "compress.h"
+#include "portico/core/strings.h"
 
 #include <zlib.h>
 
@@ -10,29 +11,12 @@
 namespace portico::gateway {
 namespace {
 
-std::string_view Trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-  return s;
-}
-
-bool IEquals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    if (std::tolower(static_cast<unsigned char>(a[i])) !=
-        std::tolower(static_cast<unsigned char>(b[i]))) {
-      return false;
-    }
-  }
-  return true;
-}
-
 // The q-value of one "coding;q=0.5" element: 1 without one, 0 if malformed
 // (a client that writes garbage gets no gzip rather than a surprise).
 double QValue(std::string_view params) {
   while (!params.empty()) {
     const auto semi = params.find(';');
-    std::string_view p = Trim(params.substr(0, semi));
+    std::string_view p = TrimBlanks(params.substr(0, semi));
     params = semi == std::string_view::npos ? std::string_view() : params.substr(semi + 1);
     if (p.size() >= 2 && (p[0] == 'q' || p[0] == 'Q') && p[1] == '=') {
       p.remove_prefix(2);
@@ -55,9 +39,9 @@ bool AcceptsGzip(std::string_view accept_encoding) {
     accept_encoding =
         comma == std::string_view::npos ? std::string_view() : accept_encoding.substr(comma + 1);
     const auto semi = element.find(';');
-    const std::string_view coding = Trim(element.substr(0, semi));
+    const std::string_view coding = TrimBlanks(element.substr(0, semi));
     const double q = semi == std::string_view::npos ? 1.0 : QValue(element.substr(semi + 1));
-    if (IEquals(coding, "gzip") || IEquals(coding, "x-gzip")) {
+    if (EqualsIgnoreCase(coding, "gzip") || EqualsIgnoreCase(coding, "x-gzip")) {
       gzip = q;
     } else if (coding == "*") {
       any = q;

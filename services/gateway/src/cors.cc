@@ -1,22 +1,11 @@
 #include "cors.h"
+#include "portico/core/strings.h"
 
 #include <algorithm>
 #include <cctype>
 
 namespace portico::gateway {
 namespace {
-
-std::string_view Trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-  return s;
-}
-
-std::string Lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
 
 // scheme "://" host [":" port], the serialization browsers send in Origin.
 bool IsOrigin(std::string_view o) {
@@ -50,14 +39,14 @@ Result<CorsPolicy> CorsPolicy::Parse(std::string_view origins, std::chrono::seco
   p.max_age_ = max_age;
   while (!origins.empty()) {
     const auto comma = origins.find(',');
-    const std::string_view entry = Trim(origins.substr(0, comma));
+    const std::string_view entry = TrimBlanks(origins.substr(0, comma));
     origins = comma == std::string_view::npos ? std::string_view() : origins.substr(comma + 1);
     if (entry.empty()) continue;
     if (entry == "*") {
       p.any_ = true;
       continue;
     }
-    const std::string lower = Lower(entry);
+    const std::string lower = AsciiLower(entry);
     if (!IsOrigin(lower)) {
       return Error::InvalidArgument("\"" + std::string(entry) +
                                     "\" is not an origin: expected \"*\" or "
@@ -69,7 +58,7 @@ Result<CorsPolicy> CorsPolicy::Parse(std::string_view origins, std::chrono::seco
 }
 
 bool CorsPolicy::Listed(std::string_view origin) const {
-  const std::string lower = Lower(origin);
+  const std::string lower = AsciiLower(origin);
   return std::find(origins_.begin(), origins_.end(), lower) != origins_.end();
 }
 

@@ -1,4 +1,5 @@
 #include "handler.h"
+#include "portico/core/strings.h"
 
 #include <grpcpp/client_context.h>
 #include <grpcpp/generic/generic_stub.h>
@@ -65,18 +66,6 @@ bool IsLowerHex(std::string_view s) {
 
 bool AllZero(std::string_view s) { return s.find_first_not_of('0') == std::string_view::npos; }
 
-std::string Lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
-
-std::string_view Trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-  return s;
-}
-
 bool IsBlank(std::string_view s) {
   return s.find_first_not_of(" \t\r\n") == std::string_view::npos;
 }
@@ -126,7 +115,7 @@ void CopyMetadata(const std::multimap<grpc::string_ref, grpc::string_ref>& md,
 
 bool HasHeader(const HttpResponse& r, std::string_view name) {
   for (const auto& [k, v] : r.headers) {
-    if (Lower(k) == name) return true;
+    if (AsciiLower(k) == name) return true;
   }
   return false;
 }
@@ -164,7 +153,7 @@ std::string MissingScopeDetail(const std::vector<std::string>& accepted) {
 }  // namespace
 
 bool IsJsonMediaType(std::string_view content_type) {
-  const std::string type = Lower(Trim(content_type.substr(0, content_type.find(';'))));
+  const std::string type = AsciiLower(TrimBlanks(content_type.substr(0, content_type.find(';'))));
   if (type == kJson) return true;
   constexpr std::string_view kApp = "application/";
   constexpr std::string_view kSuffix = "+json";
@@ -300,33 +289,34 @@ void RequestHandler::Deliver(Exchange& ex, HttpResponse response, Done& done) no
   }
 }
 
+void RequestHandler::Begin(Exchange& ex) {
+  metrics_->in_flight.Increment();
+  const std::string_view id = ex.request.Header("x-request-id");
+  ex.request_id = IsSaneRequestId(id) ? std::string(id) : NewUuidV7();
+  ex.trace = ContinueTrace(ex.request.Header("traceparent"));
+  ex.method_label = MethodLabel(ex.request.method);
+}
+
 HttpResponse RequestHandler::Reject(const HttpRequest& request, int status, std::string_view code,
                                     std::string detail) {
   Exchange ex;
   ex.request = request;
-  metrics_->in_flight.Increment();
-  const std::string_view id = request.Header("x-request-id");
-  ex.request_id = IsSaneRequestId(id) ? std::string(id) : NewUuidV7();
-  ex.trace = ContinueTrace(request.Header("traceparent"));
-  ex.method_label = MethodLabel(request.method);
-  std::string query;
-  SplitTarget(request.target, &ex.path, &query);
+  Begin(ex);
   HttpResponse r = ProblemResponse(ex, transcode::MakeProblem(status, code, std::move(detail)));
   r.close = true;
-  Finish(ex, r);
-  return r;
+  return Conclude(ex, std::move(r));
 }
 
 HttpResponse RequestHandler::Answer(const HttpRequest& request, HttpResponse response) {
   Exchange ex;
   ex.request = request;
-  metrics_->in_flight.Increment();
-  const std::string_view id = request.Header("x-request-id");
-  ex.request_id = IsSaneRequestId(id) ? std::string(id) : NewUuidV7();
-  ex.trace = ContinueTrace(request.Header("traceparent"));
-  ex.method_label = MethodLabel(request.method);
+  Begin(ex);
+  return Conclude(ex, std::move(response));
+}
+
+HttpResponse RequestHandler::Conclude(Exchange& ex, HttpResponse response) {
   std::string query;
-  SplitTarget(request.target, &ex.path, &query);
+  SplitTarget(ex.request.target, &ex.path, &query);
   Finish(ex, response);
   return response;
 }
@@ -341,13 +331,9 @@ std::vector<std::string> RequestHandler::AllowedMethods(std::string_view path) c
 void RequestHandler::Handle(HttpRequest request, const Post& post, Done done,
                             std::shared_ptr<ClientConnection> conn) {
   auto ex = std::make_shared<Exchange>();
-  metrics_->in_flight.Increment();
   ex->request = std::move(request);
   ex->conn = std::move(conn);
-  const std::string_view id = ex->request.Header("x-request-id");
-  ex->request_id = IsSaneRequestId(id) ? std::string(id) : NewUuidV7();
-  ex->trace = ContinueTrace(ex->request.Header("traceparent"));
-  ex->method_label = MethodLabel(ex->request.method);
+  Begin(*ex);
   Route(ex, post, std::move(done), false);
 }
 
@@ -403,7 +389,7 @@ void RequestHandler::Route(const std::shared_ptr<Exchange>& ex, const Post& post
 
     // Access policy.
     if (route.access != transcode::Access::kPublic) {
-      const std::string_view header = Trim(ex->request.Header("authorization"));
+      const std::string_view header = TrimBlanks(ex->request.Header("authorization"));
       auto unauthenticated = [&](std::string detail, bool presented) {
         HttpResponse r = ProblemResponse(
             *ex, transcode::ProblemFromError(Error::Unauthenticated(std::move(detail))));
@@ -412,10 +398,10 @@ void RequestHandler::Route(const std::shared_ptr<Exchange>& ex, const Post& post
         answer(std::move(r));
       };
       if (header.empty()) return unauthenticated("this endpoint needs a bearer access token", false);
-      if (header.size() < 7 || Lower(header.substr(0, 7)) != "bearer ") {
+      if (header.size() < 7 || AsciiLower(header.substr(0, 7)) != "bearer ") {
         return unauthenticated("the Authorization header must be \"Bearer <token>\"", true);
       }
-      std::string_view token = Trim(header.substr(7));
+      std::string_view token = TrimBlanks(header.substr(7));
       if (token.starts_with("pat_")) {
         // A personal access token: exchanged (through the users service,
         // cached briefly) for a short-lived access token limited to its
@@ -447,7 +433,7 @@ void RequestHandler::Route(const std::shared_ptr<Exchange>& ex, const Post& post
         }
         if (!hit->active) return unauthenticated("invalid personal access token", true);
         ex->authorization = "Bearer " + hit->access_token;
-        token = Trim(std::string_view(ex->authorization).substr(7));
+        token = TrimBlanks(std::string_view(ex->authorization).substr(7));
       }
       auto claims = verifier_->Verify(token);
       if (!claims.ok()) {

@@ -88,6 +88,11 @@ class RequestHandler {
   // Serves the stream metrics (at 0) before the first stream opens.
   static void RegisterStreamMetrics();
   struct Exchange;  // one request's state across the backend call
+  // Counts the request in flight and sets its ids and trace (ex.request set).
+  void Begin(Exchange& ex);
+  // For answers the gateway composes without routing: the path for the
+  // access log, then Finish.
+  HttpResponse Conclude(Exchange& ex, HttpResponse response);
   // Adds the headers every response carries, records metrics and the access log.
   void Finish(Exchange& ex, HttpResponse& response);
   // Finish, then `done`; never throws (failures are logged).

@@ -1,4 +1,5 @@
 #include "protection.h"
+#include "portico/core/strings.h"
 
 #include <prometheus/counter.h>
 #include <prometheus/gauge.h>
@@ -123,12 +124,6 @@ struct ProtectionMetrics {
 
 namespace {
 
-std::string_view Trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-  return s;
-}
-
 bool IsBlank(std::string_view s) {
   return s.find_first_not_of(" \t\r\n") == std::string_view::npos;
 }
@@ -240,7 +235,7 @@ std::string Protection::ClientAddress(std::string_view peer, const HttpRequest& 
 
 ResponseContext Protection::ContextOf(const HttpRequest& request) const {
   ResponseContext c;
-  c.origin = std::string(Trim(request.Header("origin")));
+  c.origin = std::string(TrimBlanks(request.Header("origin")));
   c.accepts_gzip = options_.gzip && AcceptsGzip(request.Header("accept-encoding"));
   c.head = request.method == "HEAD";
   return c;
@@ -258,7 +253,7 @@ std::optional<HttpResponse> Protection::Screen(const HttpRequest& request) {
     return r;
   }
 
-  const std::string_view origin = Trim(request.Header("origin"));
+  const std::string_view origin = TrimBlanks(request.Header("origin"));
   if (request.method == "OPTIONS" && cors_.enabled() && !origin.empty()) {
     const auto methods = handler_.AllowedMethods(PathOf(request.target));
     if (!methods.empty()) {

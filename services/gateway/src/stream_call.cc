@@ -27,6 +27,7 @@
 #include <stdexcept>
 
 #include "exchange.h"
+#include "portico/core/strings.h"
 #include "handler.h"
 #include "portico/admin/metrics.h"
 #include "portico/log/log.h"
@@ -57,9 +58,7 @@ struct StreamMetrics {
 };
 
 bool AcceptsEventStream(std::string_view accept) {
-  std::string lower(accept);
-  for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return lower.find("text/event-stream") != std::string::npos;
+  return AsciiLower(accept).find("text/event-stream") != std::string::npos;
 }
 
 std::string PercentEncode(std::string_view s) {

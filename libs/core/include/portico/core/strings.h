@@ -2,6 +2,7 @@
 // Small string helpers shared by parsers of client input.
 
 #include <cctype>
+#include <string>
 #include <string_view>
 
 namespace portico {
@@ -16,6 +17,20 @@ inline bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
     }
   }
   return true;
+}
+
+/// `s` without leading and trailing spaces and tabs (HTTP's optional whitespace).
+inline std::string_view TrimBlanks(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+
+/// `s` with ASCII letters in lower case.
+inline std::string AsciiLower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
 }
 
 }  // namespace portico
