@@ -5,6 +5,8 @@
 #include <cmath>
 #include <limits>
 
+#include <boost/json/parse.hpp>
+#include <boost/json/value.hpp>
 #include <google/protobuf/duration.pb.h>
 #include <google/protobuf/timestamp.pb.h>
 #include <google/protobuf/util/time_util.h>
@@ -96,9 +98,61 @@ bool IsWrapper(const pb::Descriptor* d) {
          n == "google.protobuf.BytesValue";
 }
 
+void CollectMaskPaths(const pb::Descriptor* desc, const boost::json::object& obj,
+                      const std::string& prefix, std::vector<std::string>* out) {
+  for (const auto& [key, value] : obj) {
+    const pb::FieldDescriptor* f = FindField(desc, std::string_view(key.data(), key.size()));
+    if (f == nullptr) continue;
+    const std::string path = prefix + f->name();
+    // Well-known types (Struct, Timestamp, wrappers, ...) have their own JSON
+    // forms and are replaced whole; so are maps and repeated fields.
+    const bool recurse = !f->is_repeated() && f->cpp_type() == pb::FieldDescriptor::CPPTYPE_MESSAGE &&
+                         f->message_type()->file()->package() != "google.protobuf" &&
+                         value.is_object() && !value.as_object().empty();
+    if (recurse) {
+      CollectMaskPaths(f->message_type(), value.as_object(), path + ".", out);
+    } else {
+      out->push_back(path);
+    }
+  }
+}
+
 bool IsTimeType(const pb::Descriptor* d) {
   return d->full_name() == "google.protobuf.Timestamp" ||
          d->full_name() == "google.protobuf.Duration";
+}
+
+bool IsFieldMask(const pb::Descriptor* d) {
+  return d->full_name() == "google.protobuf.FieldMask";
+}
+
+// A FieldMask from its JSON text form: comma-separated dotted paths, each
+// part lowerCamelCase or already a proto name ("displayName,profile.city").
+Status SetFieldMask(pb::Message* sub, std::string_view text, const FieldPath& path) {
+  const pb::FieldDescriptor* paths = sub->GetDescriptor()->FindFieldByName("paths");
+  if (!IsValidUtf8(text)) return BadValue(path, "must be valid UTF-8");
+  std::size_t pos = 0;
+  while (pos <= text.size()) {
+    auto comma = text.find(',', pos);
+    if (comma == std::string_view::npos) comma = text.size();
+    const std::string_view part = text.substr(pos, comma - pos);
+    pos = comma + 1;
+    if (part.empty() || part.front() == '.' || part.back() == '.' ||
+        part.find("..") != std::string_view::npos) {
+      return BadValue(path, "must be comma-separated field paths");
+    }
+    std::string snake;
+    for (char c : part) {
+      if (c >= 'A' && c <= 'Z') {
+        snake += '_';
+        snake += static_cast<char>(c - 'A' + 'a');
+      } else {
+        snake += c;
+      }
+    }
+    sub->GetReflection()->AddString(sub, paths, std::move(snake));
+  }
+  return {};
 }
 
 // Sets a scalar (non-message) field; `leaf` may be repeated.
@@ -198,10 +252,11 @@ Status SetScalar(pb::Message* msg, const pb::FieldDescriptor* leaf, std::string_
   return BadValue(path, "cannot be set from text");
 }
 
-// Fills a Timestamp, Duration or wrapper message from text.
+// Fills a Timestamp, Duration, FieldMask or wrapper message from text.
 Status SetWellKnown(pb::Message* sub, std::string_view text, const FieldPath& path) {
   const pb::Descriptor* d = sub->GetDescriptor();
   const pb::Reflection* r = sub->GetReflection();
+  if (IsFieldMask(d)) return SetFieldMask(sub, text, path);
   if (IsWrapper(d)) {
     return SetScalar(sub, d->FindFieldByNumber(1), text, path);
   }
@@ -280,7 +335,7 @@ bool IsTextSettable(const pb::FieldDescriptor* leaf) {
   if (leaf->is_map()) return false;
   if (leaf->cpp_type() != pb::FieldDescriptor::CPPTYPE_MESSAGE) return true;
   const pb::Descriptor* d = leaf->message_type();
-  return IsWrapper(d) || IsTimeType(d);
+  return IsWrapper(d) || IsTimeType(d) || IsFieldMask(d);
 }
 
 Status SetFromText(pb::Message* msg, const FieldPath& path, std::string_view text) {
@@ -365,6 +420,16 @@ bool IsValidUtf8(std::string_view s) {
     i += len;
   }
   return true;
+}
+
+std::vector<std::string> FieldMaskPaths(const pb::Descriptor* desc, std::string_view json) {
+  std::vector<std::string> out;
+  boost::system::error_code ec;
+  const boost::json::value parsed =
+      boost::json::parse(boost::json::string_view(json.data(), json.size()), ec);
+  if (ec || !parsed.is_object()) return out;
+  CollectMaskPaths(desc, parsed.as_object(), "", &out);
+  return out;
 }
 
 }  // namespace portico::transcode::internal

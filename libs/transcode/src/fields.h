@@ -28,12 +28,22 @@ Result<FieldPath> ResolveFieldPath(const google::protobuf::Descriptor* desc,
 std::string JsonPath(const FieldPath& path);
 
 /// True if a value for this leaf field can be written as text: scalars,
-/// enums, and the well-known Timestamp, Duration and wrapper messages.
+/// enums, and the well-known Timestamp, Duration, FieldMask (comma-separated
+/// paths, camelCase or proto names) and wrapper messages.
 bool IsTextSettable(const google::protobuf::FieldDescriptor* leaf);
 
 /// Sets (singular: replaces; repeated: appends) the leaf of `path` in `msg`
 /// from its text form. kInvalidArgument naming the field on a bad value.
 Status SetFromText(google::protobuf::Message* msg, const FieldPath& path, std::string_view text);
+
+/// The FieldMask paths (proto names, dotted) a JSON object names for
+/// messages of type `desc`: each key (JSON or proto name), and for a key
+/// whose field is a singular message other than a google.protobuf type and
+/// whose value is a non-empty object, the paths under it instead. Keys that
+/// name no field are skipped (the JSON parse has rejected them already).
+/// Empty if `json` is not an object.
+std::vector<std::string> FieldMaskPaths(const google::protobuf::Descriptor* desc,
+                                        std::string_view json);
 
 /// True if `s` is valid UTF-8.
 bool IsValidUtf8(std::string_view s);

@@ -57,6 +57,7 @@ Result<std::unique_ptr<Route>> MakeRoute(const pb::MethodDescriptor* m, const Ht
   route->server_streaming = m->server_streaming();
   route->stream_event_id = rule.stream_event_id();
   route->stream_resume = rule.stream_resume();
+  route->body_field_mask = rule.body_field_mask();
   switch (policy.access()) {
     case portico::api::v1::PUBLIC: route->access = Access::kPublic; break;
     case portico::api::v1::ADMIN: route->access = Access::kAdmin; break;
@@ -77,6 +78,22 @@ Result<std::unique_ptr<Route>> MakeRoute(const pb::MethodDescriptor* m, const Ht
       internal::FindField(m->input_type(), route->body) == nullptr) {
     return BadRule(m, "body \"" + route->body + "\" is not a field of " +
                           m->input_type()->full_name());
+  }
+  if (!route->body_field_mask.empty()) {
+    const auto* f = internal::FindField(m->input_type(), route->body_field_mask);
+    if (f == nullptr || f->is_repeated() || f->message_type() == nullptr ||
+        f->message_type()->full_name() != "google.protobuf.FieldMask") {
+      return BadRule(m, "body_field_mask \"" + route->body_field_mask +
+                            "\" must name a singular google.protobuf.FieldMask field of " +
+                            m->input_type()->full_name());
+    }
+    if (route->body.empty()) return BadRule(m, "body_field_mask needs a body");
+    if (route->body != "*") {
+      const auto* b = internal::FindField(m->input_type(), route->body);
+      if (b->is_repeated() || b->cpp_type() != pb::FieldDescriptor::CPPTYPE_MESSAGE) {
+        return BadRule(m, "body_field_mask needs body \"*\" or a singular message body field");
+      }
+    }
   }
   if (!route->response_body.empty() &&
       internal::FindField(m->output_type(), route->response_body) == nullptr) {

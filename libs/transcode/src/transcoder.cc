@@ -68,6 +68,26 @@ Status ApplyBody(const Route& route, pb::Message* msg, std::string_view body) {
   return {};
 }
 
+// Fills the route's body_field_mask field with the paths the body names,
+// unless the request set the mask itself. The body has been parsed into the
+// message already, so it is an object of known keys.
+void FillBodyMask(const Route& route, pb::Message* msg, std::string_view body) {
+  const pb::Descriptor* desc = msg->GetDescriptor();
+  const pb::FieldDescriptor* mask = internal::FindField(desc, route.body_field_mask);
+  const pb::Reflection* r = msg->GetReflection();
+  if (r->HasField(*msg, mask)) return;
+  const pb::Descriptor* body_type =
+      route.body == "*" ? desc : internal::FindField(desc, route.body)->message_type();
+  pb::Message* out = r->MutableMessage(msg, mask);
+  const pb::FieldDescriptor* paths = out->GetDescriptor()->FindFieldByName("paths");
+  for (auto& path : internal::FieldMaskPaths(body_type, body)) {
+    // With body "*" the mask field itself may be a key only if it was set
+    // (handled above); an explicit null leaves it unset and is not a path.
+    if (route.body == "*" && path == mask->name()) continue;
+    out->GetReflection()->AddString(out, paths, std::move(path));
+  }
+}
+
 bool StartsWithPath(const std::string& path, const std::string& prefix) {
   return path == prefix || (path.size() > prefix.size() && path.compare(0, prefix.size(), prefix) == 0 &&
                             path[prefix.size()] == '.');
@@ -152,6 +172,7 @@ Result<std::unique_ptr<pb::Message>> BuildRequest(const Route& route, const Path
       return std::move(st).error();
     }
   }
+  if (!route.body_field_mask.empty() && !IsBlank(body)) FillBodyMask(route, msg.get(), body);
   return msg;
 }
 

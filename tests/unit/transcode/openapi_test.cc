@@ -366,5 +366,14 @@ TEST(OpenApi, Deterministic) {
   EXPECT_EQ(GenerateOpenApi(*table, {}), GenerateOpenApi(*table, {}));
 }
 
+// A FieldMask is one query parameter in its JSON text form, as BuildRequest
+// reads it, not a `.paths` list.
+TEST(OpenApi, FieldMaskIsOneQueryParameter) {
+  const auto doc = Generate({"portico.testing.v1.AccountService"}, nullptr);
+  const auto& op = Op(doc, "/v1/accounts/{account.id}", "patch");
+  EXPECT_EQ(Names(op, "query"), (std::set<std::string>{"updateMask"}));
+  EXPECT_EQ(Param(op, "updateMask", "query").at("schema").at("type"), "string");
+}
+
 }  // namespace
 }  // namespace portico::transcode

@@ -182,6 +182,20 @@ TEST(RouteTableTest, BadRulesAreStartupErrors) {
   EXPECT_NE(unary_stream.error().message.find("server-streaming"), std::string::npos)
       << unary_stream.error().message;
 
+  auto bad_mask = RouteTable::Build({"portico.testing.v1.BadFieldMaskService"});
+  ASSERT_FALSE(bad_mask.ok());
+  EXPECT_NE(bad_mask.error().message.find("body_field_mask \"account\" must name a singular "
+                                          "google.protobuf.FieldMask"),
+            std::string::npos)
+      << bad_mask.error().message;
+  auto mask_no_body = RouteTable::Build({"portico.testing.v1.FieldMaskWithoutBodyService"});
+  ASSERT_FALSE(mask_no_body.ok());
+  EXPECT_NE(mask_no_body.error().message.find("needs a body"), std::string::npos)
+      << mask_no_body.error().message;
+  auto good_mask = RouteTable::Build({"portico.testing.v1.AccountService"});
+  ASSERT_TRUE(good_mask.ok()) << good_mask.error().message;
+  EXPECT_EQ(good_mask->routes()[0]->body_field_mask, "update_mask");
+
   auto unknown = RouteTable::Build({"portico.nope.v1.Nothing"});
   ASSERT_FALSE(unknown.ok());
   EXPECT_NE(unknown.error().message.find("portico.nope.v1.Nothing"), std::string::npos);

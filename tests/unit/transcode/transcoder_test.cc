@@ -276,5 +276,117 @@ TEST(ParseQueryTest, DecodesPairs) {
   EXPECT_TRUE(empty->empty());
 }
 
+// body_field_mask: the mask lists the body's keys as proto field paths.
+class BodyFieldMaskTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto t = RouteTable::Build({"portico.testing.v1.AccountService"});
+    ASSERT_TRUE(t.ok()) << t.error().message;
+    table_ = std::move(t).value();
+  }
+
+  template <typename T>
+  Result<T> Build(std::string_view path, std::string_view query, std::string_view body) {
+    auto m = table_.Match("PATCH", path);
+    EXPECT_EQ(m.kind, MatchResult::Kind::kFound) << path;
+    if (m.kind != MatchResult::Kind::kFound) return Error::NotFound("no route");
+    auto msg = BuildRequest(*m.route, m.vars, query, body);
+    if (!msg.ok()) return std::move(msg).error();
+    T out;
+    out.CopyFrom(**msg);
+    return out;
+  }
+
+  static std::vector<std::string> Paths(const google::protobuf::FieldMask& mask) {
+    return {mask.paths().begin(), mask.paths().end()};
+  }
+
+  RouteTable table_;
+};
+
+using portico::testing::v1::PatchAccountRequest;
+using portico::testing::v1::UpdateAccountRequest;
+using Strings = std::vector<std::string>;
+
+TEST_F(BodyFieldMaskTest, CamelCaseAndProtoNamesGiveProtoPaths) {
+  auto r = Build<UpdateAccountRequest>("/v1/accounts/a1", "",
+                                       R"({"displayName":"Bo","tags":["x"],"labels":{"k":"v"}})");
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_EQ(r->account().id(), "a1");
+  EXPECT_EQ(r->account().display_name(), "Bo");
+  EXPECT_TRUE(r->has_update_mask());
+  EXPECT_EQ(Paths(r->update_mask()), (Strings{"display_name", "tags", "labels"}));
+
+  auto proto_names = Build<UpdateAccountRequest>("/v1/accounts/a1", "", R"({"display_name":"Bo"})");
+  ASSERT_TRUE(proto_names.ok()) << proto_names.error().message;
+  EXPECT_EQ(Paths(proto_names->update_mask()), (Strings{"display_name"}));
+}
+
+TEST_F(BodyFieldMaskTest, NestedMessagesGiveDottedPathsWellKnownTypesDoNot) {
+  auto r = Build<UpdateAccountRequest>(
+      "/v1/accounts/a1", "",
+      R"({"profile":{"city":"Oslo","countryCode":"NO","leaf":{"flag":true}},)"
+      R"("data":{"a":{"b":1}},"when":"2024-01-02T03:04:05Z"})");
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_EQ(r->account().profile().city(), "Oslo");
+  EXPECT_EQ(Paths(r->update_mask()), (Strings{"profile.city", "profile.country_code",
+                                              "profile.leaf.flag", "data", "when"}));
+
+  // An empty object or null replaces the message whole.
+  auto whole = Build<UpdateAccountRequest>("/v1/accounts/a1", "", R"({"profile":{}})");
+  ASSERT_TRUE(whole.ok()) << whole.error().message;
+  EXPECT_EQ(Paths(whole->update_mask()), (Strings{"profile"}));
+  auto null = Build<UpdateAccountRequest>("/v1/accounts/a1", "", R"({"profile":null})");
+  ASSERT_TRUE(null.ok()) << null.error().message;
+  EXPECT_EQ(Paths(null->update_mask()), (Strings{"profile"}));
+}
+
+TEST_F(BodyFieldMaskTest, ExplicitQueryMaskWins) {
+  auto r = Build<UpdateAccountRequest>("/v1/accounts/a1", "updateMask=profile.city",
+                                       R"({"displayName":"Bo"})");
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_EQ(Paths(r->update_mask()), (Strings{"profile.city"}));
+
+  auto list = Build<UpdateAccountRequest>("/v1/accounts/a1", "update_mask=displayName,profile.countryCode",
+                                          R"({"displayName":"Bo"})");
+  ASSERT_TRUE(list.ok()) << list.error().message;
+  EXPECT_EQ(Paths(list->update_mask()), (Strings{"display_name", "profile.country_code"}));
+
+  auto bad = Build<UpdateAccountRequest>("/v1/accounts/a1", "updateMask=a,,b", "{}");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.error().message.find("updateMask"), std::string::npos) << bad.error().message;
+}
+
+TEST_F(BodyFieldMaskTest, NoBodyKeysNoPaths) {
+  auto empty = Build<UpdateAccountRequest>("/v1/accounts/a1", "", "{}");
+  ASSERT_TRUE(empty.ok()) << empty.error().message;
+  EXPECT_TRUE(Paths(empty->update_mask()).empty());
+  auto blank = Build<UpdateAccountRequest>("/v1/accounts/a1", "", "");
+  ASSERT_TRUE(blank.ok()) << blank.error().message;
+  EXPECT_FALSE(blank->has_update_mask());
+}
+
+TEST_F(BodyFieldMaskTest, UnknownKeysStayBadRequests) {
+  auto r = Build<UpdateAccountRequest>("/v1/accounts/a1", "", R"({"nope":1})");
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, ErrorCode::kInvalidArgument);
+  EXPECT_NE(r.error().message.find("invalid JSON body"), std::string::npos) << r.error().message;
+  auto nested = Build<UpdateAccountRequest>("/v1/accounts/a1", "", R"({"profile":{"nope":1}})");
+  ASSERT_FALSE(nested.ok());
+}
+
+TEST_F(BodyFieldMaskTest, WholeBodyKeysAndAMaskInTheBodyWins) {
+  auto r = Build<PatchAccountRequest>("/v1/profiles/p1", "",
+                                      R"({"displayName":"Bo","profile":{"city":"Oslo"}})");
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_EQ(r->id(), "p1");
+  EXPECT_EQ(Paths(r->update_mask()), (Strings{"display_name", "profile.city"}));
+
+  auto own = Build<PatchAccountRequest>("/v1/profiles/p1", "",
+                                        R"({"displayName":"Bo","updateMask":"profile"})");
+  ASSERT_TRUE(own.ok()) << own.error().message;
+  EXPECT_EQ(Paths(own->update_mask()), (Strings{"profile"}));
+}
+
 }  // namespace
 }  // namespace portico::transcode

@@ -53,6 +53,9 @@ struct Route {
   std::chrono::milliseconds timeout{0};
   std::string stream_event_id;  // "" or a field of the response (SSE `id:`)
   std::string stream_resume;    // "" or a request field that Last-Event-ID fills
+  /// "" or a singular google.protobuf.FieldMask field of the request that
+  /// BuildRequest fills from the body's keys (body_field_mask).
+  std::string body_field_mask;
   // Empty messages of the request and response types, from the factory of
   // the pool that defines the RPC (generated or dynamic); owned like `rpc`.
   const google::protobuf::Message* request_prototype = nullptr;
@@ -90,7 +93,9 @@ class RouteTable {
   /// "portico.data.v1.DataService") in `pool` (default: the generated pool).
   /// kInvalidArgument for an unknown service, a malformed template, a
   /// template variable or body/response_body naming no field (or a field
-  /// that cannot be set from text), a client-streaming RPC with a rule, or
+  /// that cannot be set from text), a body_field_mask naming no singular
+  /// FieldMask field or on a rule without a body (or whose body field is not
+  /// a singular message), a client-streaming RPC with a rule, or
   /// two rules with the same method and path shape (naming both RPCs).
   static Result<RouteTable> Build(const std::vector<std::string>& services,
                                   const google::protobuf::DescriptorPool* pool = nullptr);
