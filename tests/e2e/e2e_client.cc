@@ -4,6 +4,8 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
+#include <thread>
 #include <boost/json.hpp>
 #include <cctype>
 #include <memory>
@@ -156,6 +158,15 @@ void ExpectProblem(const HttpResponse& r, int status, const std::string& code,
     }
     EXPECT_TRUE(named) << "no error names " << field << ": " << r.body;
   }
+}
+
+bool Eventually(const std::function<bool()>& fn, int seconds) {
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
+  while (std::chrono::steady_clock::now() < until) {
+    if (fn()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return fn();
 }
 
 }  // namespace portico::testing

@@ -99,6 +99,10 @@ Tokens Login(const std::string& email, const std::string& password = kPassword);
 /// succeeds.
 Account SignUp(const std::string& name);
 
+/// Polls `fn` every 50 ms until it is true, for at most `seconds`; its last
+/// answer.
+bool Eventually(const std::function<bool()>& fn, int seconds = 30);
+
 /// For programs without GoogleTest: registers `email` through the gateway on
 /// `port` (no check of the answer, so an existing account is fine) and signs
 /// in. `id` is empty unless registration answered with one; the tokens are

@@ -25,15 +25,6 @@ namespace {
 
 const auto* const kEnv = InstallStackEnvironment();
 
-bool Eventually(const std::function<bool()>& fn, int seconds = 30) {
-  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
-  while (std::chrono::steady_clock::now() < until) {
-    if (fn()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  return fn();
-}
-
 int Status(std::uint16_t port, const std::string& target) {
   try {
     return HttpRequest(port, "GET", target).status;

@@ -112,15 +112,6 @@ HttpResponse RefreshRaw(const std::string& refresh) {
 
 // Polls `fn` until it is true (a condition that settles by itself: a key set
 // refresh, a retry loop), for at most `seconds`.
-bool Eventually(const std::function<bool()>& fn, int seconds = 30) {
-  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
-  while (std::chrono::steady_clock::now() < until) {
-    if (fn()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
-  return fn();
-}
-
 // ---------------------------------------------------------------------------
 
 TEST(Users, RegisterValidatesNormalisesAndRejectsDuplicates) {
