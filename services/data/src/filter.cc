@@ -559,7 +559,9 @@ Result<OrderBy> ParseOrderBy(std::string_view text) {
   if (!word.empty()) words.push_back(std::move(word));
   OrderBy o;
   if (words.empty()) return o;
-  if (words.size() > 2 || text.size() > 512) return bad();
+  // The field path is bounded, not the text: its normalized form (with
+  // " asc") must parse again, e.g. inside a page token.
+  if (words.size() > 2 || words[0].size() > 512) return bad();
   o.descending = false;
   if (words.size() == 2) {
     if (EqualsIgnoreCase(words[1], "desc")) {
