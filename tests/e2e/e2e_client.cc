@@ -1,5 +1,7 @@
 #include "e2e_client.h"
 
+#include "portico/core/strings.h"
+
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -61,20 +63,7 @@ HttpResponse Call(const std::string& method, const std::string& target, const st
 
 Headers Bearer(const std::string& token) { return {{"Authorization", "Bearer " + token}}; }
 
-std::string UrlEscape(std::string_view s) {
-  static constexpr char kHex[] = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char c : s) {
-    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
-      out += static_cast<char>(c);
-    } else {
-      out += '%';
-      out += kHex[c >> 4];
-      out += kHex[c & 15];
-    }
-  }
-  return out;
-}
+std::string UrlEscape(std::string_view s) { return PercentEncode(s); }
 
 json::object Json(const HttpResponse& response) { return json::parse(response.body).as_object(); }
 

@@ -61,21 +61,6 @@ bool AcceptsEventStream(std::string_view accept) {
   return AsciiLower(accept).find("text/event-stream") != std::string::npos;
 }
 
-std::string PercentEncode(std::string_view s) {
-  static constexpr char kHex[] = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char c : s) {
-    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
-      out += static_cast<char>(c);
-    } else {
-      out += '%';
-      out += kHex[c >> 4];
-      out += kHex[c & 15];
-    }
-  }
-  return out;
-}
-
 // Last-Event-ID fills the route's resume field unless the query sets it
 // (by its proto or JSON name). A bad value then fails like a bad query
 // parameter would (400 naming the field).

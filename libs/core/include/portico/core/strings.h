@@ -33,4 +33,21 @@ inline std::string AsciiLower(std::string_view s) {
   return out;
 }
 
+/// `s` percent-encoded for a URL query value or path segment: every byte but
+/// RFC 3986's unreserved characters becomes %XX.
+inline std::string PercentEncode(std::string_view s) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  std::string out;
+  for (unsigned char c : s) {
+    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
+      out += static_cast<char>(c);
+    } else {
+      out += '%';
+      out += kHex[c >> 4];
+      out += kHex[c & 15];
+    }
+  }
+  return out;
+}
+
 }  // namespace portico
