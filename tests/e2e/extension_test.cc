@@ -189,7 +189,6 @@ const auto* const kEnv = InstallStackEnvironment(
       for (int i = 0; i < 2; ++i) {
         rpc::ServerOptions options;
         options.address = "127.0.0.1:0";
-        options.max_threads = 16;
         auto& server = g_fixture->servers[i];
         server = std::make_unique<rpc::Server>(options);
         server->AddService(&g_fixture->replicas[i]);

@@ -18,6 +18,7 @@
 #include "portico/auth/jwt.h"
 #include "portico/core/uuid.h"
 #include "portico/log/log.h"
+#include "portico/rpc/executor.h"
 #include "portico/rpc/status.h"
 
 namespace portico::rpc {
@@ -150,7 +151,7 @@ std::vector<std::string> AcceptedScopes(std::string_view method) {
   return {scopes.begin(), scopes.end()};
 }
 
-Call::Call(grpc::ServerContext* ctx, std::string_view method) : ctx_(ctx), method_(method) {
+Call::Call(grpc::ServerContextBase* ctx, std::string_view method) : ctx_(ctx), method_(method) {
   request_id_ = Metadata("x-request-id");
   if (!SaneRequestId(request_id_)) request_id_ = NewUuidV7();
   if (auto tp = ParseTraceParent(Metadata("traceparent"))) {
@@ -230,29 +231,14 @@ void Call::PropagateTo(grpc::ClientContext* downstream) const {
                            std::chrono::duration_cast<std::chrono::system_clock::duration>(left));
 }
 
-grpc::Status Handle(grpc::ServerContext* ctx, std::string_view method,
-                    const std::function<Status(Call&)>& handler) {
-  const auto start = Clock::now();
-  auto& metrics = RpcMetrics::Get();
-  InFlight in_flight(metrics.in_flight);
-  Call call(ctx, method);
-  log::ScopedContext scope(
-      {call.request_id(), call.trace_id(), call.span_id(), call.trace_flags()});
-  grpc::Status status;
-  try {
-    status = ToGrpcStatus(handler(call));
-  } catch (const std::exception& e) {
-    log::Error("unhandled exception in handler", {{"method", method}, {"error", e.what()}});
-    status = grpc::Status(grpc::StatusCode::INTERNAL, "internal error");
-  } catch (...) {
-    log::Error("unhandled exception in handler", {{"method", method}});
-    status = grpc::Status(grpc::StatusCode::INTERNAL, "internal error");
-  }
+grpc::Status RecordCall(grpc::ServerContextBase* ctx, std::string_view method, Deadline start,
+                        grpc::Status status, const std::string& user_id) {
   // A call the client gave up on is recorded as such, whatever the handler
   // made of it (the client never sees the status).
   if (ctx->IsCancelled() && status.error_code() != grpc::StatusCode::DEADLINE_EXCEEDED) {
     status = grpc::Status(grpc::StatusCode::CANCELLED, "cancelled by the client");
   }
+  auto& metrics = RpcMetrics::Get();
   const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
   const char* code = GrpcCodeName(status.error_code());
   const std::string method_label(method);
@@ -261,8 +247,60 @@ grpc::Status Handle(grpc::ServerContext* ctx, std::string_view method,
   log::Info("rpc", {{"method", method},
                     {"code", code},
                     {"duration_ms", seconds * 1000.0},
-                    {"user_id", call.principal_subject()}});
+                    {"user_id", user_id}});
   return status;
+}
+
+namespace {
+
+grpc::Status Run(grpc::ServerContextBase* ctx, std::string_view method, Deadline start,
+                 const std::function<Status(Call&)>& handler) {
+  InFlight in_flight(RpcMetrics::Get().in_flight);
+  Call call(ctx, method);
+  log::ScopedContext scope(
+      {call.request_id(), call.trace_id(), call.span_id(), call.trace_flags()});
+  grpc::Status status;
+  if (Clock::now() >= call.deadline()) {
+    // It waited in the queue past its deadline: nobody wants the answer.
+    // (gRPC has cancelled such a call too; its deadline is the reason.)
+    status = grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED, "deadline exceeded");
+  } else if (ctx->IsCancelled()) {
+    status = grpc::Status(grpc::StatusCode::CANCELLED, "cancelled by the client");
+  } else {
+    try {
+      status = ToGrpcStatus(handler(call));
+    } catch (const std::exception& e) {
+      log::Error("unhandled exception in handler", {{"method", method}, {"error", e.what()}});
+      status = grpc::Status(grpc::StatusCode::INTERNAL, "internal error");
+    } catch (...) {
+      log::Error("unhandled exception in handler", {{"method", method}});
+      status = grpc::Status(grpc::StatusCode::INTERNAL, "internal error");
+    }
+  }
+  return RecordCall(ctx, method, start, std::move(status), call.principal_subject());
+}
+
+}  // namespace
+
+grpc::Status Handle(grpc::ServerContextBase* ctx, std::string_view method,
+                    const std::function<Status(Call&)>& handler) {
+  return Run(ctx, method, Clock::now(), handler);
+}
+
+grpc::ServerUnaryReactor* Serve(grpc::CallbackServerContext* ctx, std::string_view method,
+                                Executor& executor, std::function<Status(Call&)> handler) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  const Deadline start = Clock::now();
+  const bool queued =
+      executor.TrySubmit([ctx, method, reactor, start, handler = std::move(handler)] {
+        reactor->Finish(Run(ctx, method, start, handler));
+      });
+  if (!queued) {
+    Error busy = Error::Unavailable("the service is busy; try again shortly");
+    busy.retry_after_seconds = 1;
+    reactor->Finish(RecordCall(ctx, method, start, ToGrpcStatus(busy), {}));
+  }
+  return reactor;
 }
 
 }  // namespace portico::rpc

@@ -3,7 +3,7 @@
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
-#include <grpcpp/resource_quota.h>
+#include <absl/synchronization/mutex.h>
 
 #include <csignal>
 
@@ -33,9 +33,6 @@ Status Server::Start() {
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10'000);
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
   builder.AddListeningPort(options_.address, grpc::InsecureServerCredentials(), &port_);
-  grpc::ResourceQuota quota("portico-rpc");
-  quota.SetMaxThreads(options_.max_threads);
-  builder.SetResourceQuota(quota);
   builder.SetMaxReceiveMessageSize(static_cast<int>(options_.max_message_bytes));
   builder.SetMaxSendMessageSize(static_cast<int>(options_.max_message_bytes));
   for (auto* s : services_) builder.RegisterService(s);
@@ -64,6 +61,12 @@ void Server::Shutdown(std::chrono::milliseconds grace) {
 
 void Server::Wait() {
   if (server_) server_->Wait();
+}
+
+void TuneGrpcRuntime() {
+#ifdef NDEBUG
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
+#endif
 }
 
 namespace {

@@ -14,6 +14,7 @@
 #include "portico/admin/admin_server.h"
 #include "portico/admin/metrics.h"
 #include "portico/log/log.h"
+#include "portico/rpc/executor.h"
 #include "portico/rpc/server.h"
 
 namespace portico::runtime {
@@ -99,11 +100,19 @@ std::vector<config::Var> ServiceVars(std::string_view grpc_addr, std::string_vie
        .help = "libpq connection URI of this service's database", .secret = true},
       {.name = "PORTICO_DB_POOL_SIZE", .kind = Kind::kInt, .default_value = "10",
        .help = "PostgreSQL connections", .min = 1, .max = 1000},
-      {.name = "PORTICO_GRPC_THREADS", .kind = Kind::kInt, .default_value = "32",
-       .help = "gRPC handler threads", .min = 2, .max = 1024},
+      {.name = "PORTICO_MAX_QUEUED_CALLS", .kind = Kind::kInt, .default_value = "4096",
+       .help = "calls waiting for a worker at most (one worker per database connection); "
+               "beyond: UNAVAILABLE (503) with a retry hint",
+       .min = 1, .max = 1'000'000},
   };
   for (auto& v : LogVars()) vars.push_back(std::move(v));
   return vars;
+}
+
+rpc::ExecutorOptions CallExecutorOptions(const config::Config& config) {
+  return {.name = "calls",
+          .threads = static_cast<int>(config.GetInt("PORTICO_DB_POOL_SIZE")),
+          .max_queue = static_cast<std::size_t>(config.GetInt("PORTICO_MAX_QUEUED_CALLS"))};
 }
 
 void InitLogging(std::string_view service, const config::Config& config) {
@@ -177,6 +186,7 @@ Service StartService(int argc, char** argv, std::string_view service, std::strin
                      const std::vector<config::Var>& vars,
                      std::span<const pg::Migration> migrations) {
   rpc::BlockShutdownSignals();
+  rpc::TuneGrpcRuntime();
   const std::string program = "portico-" + std::string(service);
   Service out{config::LoadOrExit(argc, argv, program, summary, vars,
                                  {{"--migrate-only", "apply database migrations and exit"}}),

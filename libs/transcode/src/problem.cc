@@ -104,7 +104,8 @@ Problem ProblemFromRpcStatus(int grpc_code, std::string_view message,
   } else {
     p.detail = GenericDetail(p.status);
   }
-  if (p.status == 429) {
+  // Both "slow down" (429) and "we are overloaded" (503) say when to come back.
+  if (p.status == 429 || p.status == 503) {
     p.retry_after_seconds = details.retry_after_seconds() > 0 ? details.retry_after_seconds() : 1;
   }
   return p;
@@ -136,7 +137,9 @@ Problem ProblemFromError(const Error& error) {
   } else {
     p.detail = GenericDetail(p.status);
   }
-  if (p.status == 429) p.retry_after_seconds = 1;
+  if (p.status == 429 || p.status == 503) {
+    p.retry_after_seconds = error.retry_after_seconds > 0 ? error.retry_after_seconds : 1;
+  }
   return p;
 }
 

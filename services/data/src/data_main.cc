@@ -14,6 +14,7 @@
 #include "portico/auth/jwt.h"
 #include "portico/log/log.h"
 #include "portico/rpc/key_fetcher.h"
+#include "portico/rpc/executor.h"
 #include "portico/rpc/server.h"
 #include "portico/runtime/runtime.h"
 #include "pruner.h"
@@ -60,12 +61,14 @@ int Main(int argc, char** argv) {
                      .change_retention = settings.change_retention,
                      .idempotency_ttl = settings.idempotency_ttl,
                      .page_token_key = settings.page_token_key});
-  Watches watches(items, service.startup.config.GetString("PORTICO_DATABASE_URL"),
+  // Calls (and watch reads) run on workers, never on gRPC's threads.
+  rpc::Executor calls(runtime::CallExecutorOptions(service.startup.config));
+  Watches watches(items, calls, service.startup.config.GetString("PORTICO_DATABASE_URL"),
                   {.max_watches = settings.max_watches,
                    .poll_interval = settings.watch_poll_interval});
   watches.Start();
-  DataServiceImpl data_service(items, verifier, &watches);
-  DataAdminImpl data_admin(items, verifier);
+  DataServiceImpl data_service(items, verifier, calls, &watches);
+  DataAdminImpl data_admin(items, verifier, calls);
 
   // Housekeeping: expired tombstones and idempotency keys. Any replica may
   // run it; Prune lets one at a time do the work.
@@ -75,8 +78,7 @@ int Main(int argc, char** argv) {
     RunPruner([&items](Deadline deadline) { return items.Prune(deadline); }, interval, stop);
   });
 
-  rpc::Server server({.address = settings.grpc_addr.ToString(),
-                      .max_threads = settings.grpc_threads});
+  rpc::Server server({.address = settings.grpc_addr.ToString()});
   server.AddService(&data_service);
   server.AddService(&data_admin);
   admin::AdminServer admin(admin::Registry(), [&pool, &keys] {

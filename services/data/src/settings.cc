@@ -28,10 +28,10 @@ const std::vector<config::Var>& Vars() {
                  .help = "HMAC key of list page tokens; set the same random value on every "
                          "replica in production",
                  .secret = true});
-    v.push_back({.name = "PORTICO_MAX_WATCHES", .kind = Kind::kInt, .default_value = "16",
-                 .help = "live change-feed watches open at once (each holds a gRPC handler "
-                         "thread; must be below PORTICO_GRPC_THREADS); beyond: 429",
-                 .min = 0, .max = 100000});
+    v.push_back({.name = "PORTICO_MAX_WATCHES", .kind = Kind::kInt, .default_value = "10000",
+                 .help = "live change-feed watches open at once (a watch holds no thread); "
+                         "beyond: 429",
+                 .min = 0, .max = 1'000'000});
     v.push_back({.name = "PORTICO_WATCH_POLL_INTERVAL", .kind = Kind::kDuration,
                  .default_value = "5s",
                  .help = "how often a watch re-reads the feed without a notification (at "
@@ -48,7 +48,6 @@ Settings FromConfig(const config::Config& c) {
   s.jwt_issuer = c.GetString("PORTICO_JWT_ISSUER");
   s.jwt_audience = c.GetString("PORTICO_JWT_AUDIENCE");
   s.max_item_bytes = c.GetSize("PORTICO_MAX_ITEM_SIZE");
-  s.grpc_threads = static_cast<int>(c.GetInt("PORTICO_GRPC_THREADS"));
   s.change_retention =
       std::chrono::duration_cast<std::chrono::seconds>(c.GetDuration("PORTICO_CHANGE_RETENTION"));
   s.idempotency_ttl =
@@ -61,13 +60,6 @@ Settings FromConfig(const config::Config& c) {
 }
 
 Status CheckSettings(const Settings& s) {
-  // A watch holds a handler thread for its whole life: some must stay free
-  // for every other RPC.
-  if (s.max_watches >= s.grpc_threads) {
-    return Error::InvalidArgument("PORTICO_MAX_WATCHES (" + std::to_string(s.max_watches) +
-                                  ") must be below PORTICO_GRPC_THREADS (" +
-                                  std::to_string(s.grpc_threads) + ")");
-  }
   if (s.watch_poll_interval < std::chrono::milliseconds(100)) {
     return Error::InvalidArgument("PORTICO_WATCH_POLL_INTERVAL must be at least 100ms");
   }

@@ -22,12 +22,11 @@ struct Settings {
   std::string jwt_issuer = "portico";
   std::string jwt_audience = "portico-api";
   std::uint64_t max_item_bytes = 256 * 1024;
-  int grpc_threads = 32;
   std::chrono::seconds change_retention = std::chrono::hours(24 * 30);
   std::chrono::seconds idempotency_ttl = std::chrono::hours(24);
   std::chrono::milliseconds prune_interval = std::chrono::minutes(10);
   std::string page_token_key;
-  int max_watches = 16;
+  int max_watches = 10000;
   std::chrono::milliseconds watch_poll_interval = std::chrono::seconds(5);
 };
 

@@ -163,6 +163,7 @@ int main(int argc, char** argv) {
     const sigset_t set = GatewaySignals();
     pthread_sigmask(SIG_BLOCK, &set, nullptr);
   }
+  portico::rpc::TuneGrpcRuntime();
   const auto startup = config::LoadOrExit(
       argc, argv, "portico-gateway",
       "The Portico REST gateway: routes HTTP/JSON requests to the gRPC services "

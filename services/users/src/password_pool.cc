@@ -59,7 +59,10 @@ Status PasswordPool::Execute(std::function<void()> work, Deadline deadline) {
   {
     std::lock_guard lock(mu_);
     if (queue_.size() >= max_queue_) {
-      return Error{ErrorCode::kResourceExhausted, "too many sign-ins in progress, retry shortly", {}};
+      // The server's own capacity, not the caller's limit: 503, not 429.
+      Error busy = Error::Unavailable("too many sign-ins in progress, retry shortly");
+      busy.retry_after_seconds = 1;
+      return busy;
     }
     queue_.push_back(job);
   }

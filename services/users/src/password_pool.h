@@ -24,8 +24,8 @@ class PasswordPool {
   PasswordPool(const PasswordPool&) = delete;
   PasswordPool& operator=(const PasswordPool&) = delete;
 
-  /// Hashes `password`. Blocks the caller until done. kResourceExhausted if
-  /// the queue is full; kDeadlineExceeded if the work cannot finish in time.
+  /// Hashes `password`. Blocks the caller until done. kUnavailable (retry
+  /// after 1 s) if the queue is full; kDeadlineExceeded if the work cannot finish in time.
   Result<std::string> Hash(std::string password, Deadline deadline);
   /// True if `password` matches `hash`; same errors as Hash.
   Result<bool> Verify(std::string hash, std::string password, Deadline deadline);

@@ -30,7 +30,9 @@ const std::vector<config::Var>& Vars() {
                  "at least 1",
          .min = 0, .max = 64},
         {.name = "PORTICO_HASH_QUEUE", .kind = Kind::kInt, .default_value = "16",
-         .help = "sign-ins that may wait for a hash worker before RESOURCE_EXHAUSTED", .min = 1,
+         .help = "calls that hash a password (sign-up, sign-in, password change) that may "
+                 "wait for a hash worker; beyond: UNAVAILABLE (503) with a retry hint",
+         .min = 1,
          .max = 10000},
         {.name = "PORTICO_REFRESH_REUSE_GRACE", .kind = Kind::kDuration, .default_value = "10s",
          .help = "window in which a rotated refresh token gets the same successor again"},
@@ -85,7 +87,6 @@ Settings FromConfig(const config::Config& c) {
     s.hash_workers = std::max(1, static_cast<int>(std::thread::hardware_concurrency() / 2));
   }
   s.hash_queue = static_cast<int>(c.GetInt("PORTICO_HASH_QUEUE"));
-  s.grpc_threads = static_cast<int>(c.GetInt("PORTICO_GRPC_THREADS"));
   s.grpc_addr = c.GetAddress("PORTICO_GRPC_ADDR");
   auto secs = [&](std::string_view name) {
     return std::chrono::duration_cast<std::chrono::seconds>(c.GetDuration(name));

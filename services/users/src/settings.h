@@ -26,7 +26,6 @@ struct Settings {
   auth::PasswordParams password_params;
   int hash_workers = 2;
   int hash_queue = 16;
-  int grpc_threads = 32;
   /// A rotated refresh token presented again within this window gets the
   /// same successor instead of revoking its session (concurrent refreshes).
   std::chrono::seconds refresh_reuse_grace{10};

@@ -21,6 +21,7 @@
 #include "portico/admin/metrics.h"
 #include "portico/auth/jwt.h"
 #include "portico/log/log.h"
+#include "portico/rpc/executor.h"
 #include "portico/rpc/server.h"
 #include "portico/runtime/runtime.h"
 #include "purge_dispatcher.h"
@@ -185,11 +186,17 @@ int Main(int argc, char** argv) {
   accounts.set_on_purge_queued([&purges] { purges.Wake(); });
   purges.Start();
 
-  AuthServiceImpl auth_service(accounts);
-  UserServiceImpl user_service(accounts, verifier);
+  // Calls run on workers, never on gRPC's threads; those that hash a
+  // password on their own few, so a flood of sign-ins waits (or is shed
+  // with 503) apart from every other call.
+  rpc::Executor calls(runtime::CallExecutorOptions(service.startup.config));
+  rpc::Executor sign_ins({.name = "sign-in",
+                          .threads = settings.hash_workers,
+                          .max_queue = static_cast<std::size_t>(settings.hash_queue)});
+  AuthServiceImpl auth_service(accounts, calls, sign_ins);
+  UserServiceImpl user_service(accounts, verifier, calls, sign_ins);
 
-  rpc::Server server({.address = settings.grpc_addr.ToString(),
-                      .max_threads = settings.grpc_threads});
+  rpc::Server server({.address = settings.grpc_addr.ToString()});
   server.AddService(&auth_service);
   server.AddService(&user_service);
   admin::AdminServer admin(admin::Registry(), [&pool, &keys] {

@@ -15,6 +15,7 @@
 #include "portico/core/uuid.h"
 #include "portico/pg/migrate.h"
 #include "portico/pg/pool.h"
+#include "portico/rpc/executor.h"
 #include "portico/rpc/server.h"
 #include "portico/testing/pg_cluster.h"
 
@@ -38,8 +39,8 @@ class DataGrpcTest : public ::testing::Test {
     keys->Replace({{key_.kid, key_.public_key}});
     verifier_ = std::make_unique<auth::Verifier>(
         keys, auth::VerifierOptions{.issuer = "portico", .audience = "portico-api"});
-    data_ = std::make_unique<DataServiceImpl>(*items_, *verifier_);
-    admin_ = std::make_unique<DataAdminImpl>(*items_, *verifier_);
+    data_ = std::make_unique<DataServiceImpl>(*items_, *verifier_, executor_);
+    admin_ = std::make_unique<DataAdminImpl>(*items_, *verifier_, executor_);
     server_ = std::make_unique<rpc::Server>(rpc::ServerOptions{.address = "127.0.0.1:0"});
     server_->AddService(data_.get());
     server_->AddService(admin_.get());
@@ -78,6 +79,7 @@ class DataGrpcTest : public ::testing::Test {
   std::unique_ptr<pg::Pool> pool_;
   std::unique_ptr<Items> items_;
   std::unique_ptr<auth::Verifier> verifier_;
+  rpc::Executor executor_{{.name = "data-test", .threads = 4, .max_queue = 64}};
   std::unique_ptr<DataServiceImpl> data_;
   std::unique_ptr<DataAdminImpl> admin_;
   std::unique_ptr<rpc::Server> server_;

@@ -21,6 +21,7 @@
 #include "portico/data/v1/data.grpc.pb.h"
 #include "portico/pg/migrate.h"
 #include "portico/pg/pool.h"
+#include "portico/rpc/executor.h"
 #include "portico/testing/pg_cluster.h"
 #include "settings.h"
 
@@ -213,7 +214,8 @@ TEST_F(UsersTest, JwksPublishesTheSigningKeyAsAnEd25519Jwk) {
   EXPECT_EQ(key->key, keys_->Current()->public_key);
 }
 
-TEST(PasswordPool, FullQueueIsResourceExhaustedAtOnce) {
+// The pool is the server's capacity, not the caller's limit: 503, not 429.
+TEST(PasswordPool, FullQueueIsUnavailableAtOnce) {
   PasswordPool pool({.ops_limit = 1, .mem_limit = 8 << 20}, /*workers=*/1, /*max_queue=*/1);
   // Occupy the only worker, then the only queue slot.
   std::promise<void> release;
@@ -235,7 +237,8 @@ TEST(PasswordPool, FullQueueIsResourceExhaustedAtOnce) {
   // Worker busy, queue full: the next caller is refused at once.
   auto refused = pool.Hash("correct horse battery", DeadlineIn(std::chrono::seconds(30)));
   ASSERT_FALSE(refused.ok());
-  EXPECT_EQ(refused.error().code, ErrorCode::kResourceExhausted);
+  EXPECT_EQ(refused.error().code, ErrorCode::kUnavailable);
+  EXPECT_EQ(refused.error().retry_after_seconds, 1);
   release.set_value();
   busy.join();
   queued.join();
@@ -670,7 +673,9 @@ TEST_F(AccountsFlowTest, ADemotedAdminCannotReadOtherUsersWithItsOldToken) {
   const auto chief = SignIn("chief@example.com", "admin password 1");
 
   auth::Verifier verifier(keys_->keyset(), {.issuer = "portico", .audience = "portico-api"});
-  UserServiceImpl service(*accounts_, verifier);
+  rpc::Executor calls({.name = "calls", .threads = 2, .max_queue = 16});
+  rpc::Executor sign_ins({.name = "sign-in", .threads = 1, .max_queue = 16});
+  UserServiceImpl service(*accounts_, verifier, calls, sign_ins);
   int port = 0;
   grpc::ServerBuilder builder;
   builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);

@@ -7,13 +7,18 @@
 #include <prometheus/registry.h>
 #include <prometheus/text_serializer.h>
 
+#include <condition_variable>
+#include <future>
+#include <mutex>
 #include <stdexcept>
+#include <thread>
 
 #include "portico/admin/metrics.h"
 #include "portico/api/v1/error_details.pb.h"
 #include "portico/auth/jwt.h"
 #include "portico/log/log.h"
 #include "portico/rpc/call.h"
+#include "portico/rpc/executor.h"
 #include "portico/rpc/server.h"
 #include "portico/rpc/status.h"
 #include "portico/users/v1/users.grpc.pb.h"
@@ -68,14 +73,17 @@ TEST(Status, InternalMessagesDoNotCrossProcesses) {
   EXPECT_EQ(s.error_message(), "internal error");
 }
 
-// A stand-in service whose handlers report what rpc::Call decoded.
-class EchoService final : public users::v1::AuthService::Service {
+// A stand-in service whose handlers report what rpc::Call decoded. It is
+// served as the services are: callback API, handlers on an Executor.
+class EchoService final : public users::v1::AuthService::CallbackService {
  public:
-  explicit EchoService(const auth::Verifier& verifier) : verifier_(verifier) {}
+  EchoService(const auth::Verifier& verifier, Executor& executor)
+      : verifier_(verifier), executor_(executor) {}
 
-  grpc::Status GetJwks(grpc::ServerContext* ctx, const users::v1::GetJwksRequest*,
-                       users::v1::Jwks* resp) override {
-    return Handle(ctx, "test/GetJwks", [&](Call& call) -> Status {
+  grpc::ServerUnaryReactor* GetJwks(grpc::CallbackServerContext* ctx,
+                                    const users::v1::GetJwksRequest*,
+                                    users::v1::Jwks* resp) override {
+    return Serve(ctx, "test/GetJwks", executor_, [resp](Call& call) -> Status {
       auto* k = resp->add_keys();
       k->set_kid(call.request_id());
       k->set_x(call.trace_id());
@@ -90,17 +98,20 @@ class EchoService final : public users::v1::AuthService::Service {
   }
   // Answers as if it were DataService/GetItem, whose access policy accepts
   // the scope data:read: what matters for scopes is the method name.
-  grpc::Status Logout(grpc::ServerContext* ctx, const users::v1::LogoutRequest*,
-                      google::protobuf::Empty*) override {
-    return Handle(ctx, "portico.data.v1.DataService/GetItem", [&](Call& call) -> Status {
-      auto who = call.Authenticate(verifier_);
-      if (!who.ok()) return std::move(who).error();
-      return {};
-    });
+  grpc::ServerUnaryReactor* Logout(grpc::CallbackServerContext* ctx,
+                                   const users::v1::LogoutRequest*,
+                                   google::protobuf::Empty*) override {
+    return Serve(ctx, "portico.data.v1.DataService/GetItem", executor_,
+                 [this](Call& call) -> Status {
+                   auto who = call.Authenticate(verifier_);
+                   if (!who.ok()) return std::move(who).error();
+                   return {};
+                 });
   }
-  grpc::Status Login(grpc::ServerContext* ctx, const users::v1::LoginRequest* req,
-                     users::v1::TokenPair* resp) override {
-    return Handle(ctx, "test/Login", [&](Call& call) -> Status {
+  grpc::ServerUnaryReactor* Login(grpc::CallbackServerContext* ctx,
+                                  const users::v1::LoginRequest* req,
+                                  users::v1::TokenPair* resp) override {
+    return Serve(ctx, "test/Login", executor_, [this, req, resp](Call& call) -> Status {
       if (req->email() == "throw") throw std::runtime_error("secret internals");
       auto who = call.Authorize(verifier_, {"ADMIN"});
       if (!who.ok()) return std::move(who).error();
@@ -108,9 +119,37 @@ class EchoService final : public users::v1::AuthService::Service {
       return {};
     });
   }
+  // Holds its worker until the gate opens (or 5 s pass): a call that blocks,
+  // as a database call does.
+  grpc::ServerUnaryReactor* Refresh(grpc::CallbackServerContext* ctx,
+                                    const users::v1::RefreshRequest*,
+                                    users::v1::TokenPair*) override {
+    return Serve(ctx, "test/Refresh", executor_, [this](Call&) -> Status {
+      std::unique_lock lock(gate_mu_);
+      ++blocked_;
+      gate_cv_.notify_all();
+      gate_cv_.wait_for(lock, std::chrono::seconds(5), [this] { return open_; });
+      return {};
+    });
+  }
+
+  void OpenGate() {
+    std::lock_guard lock(gate_mu_);
+    open_ = true;
+    gate_cv_.notify_all();
+  }
+  void WaitBlocked(int n) {
+    std::unique_lock lock(gate_mu_);
+    gate_cv_.wait_for(lock, std::chrono::seconds(5), [&] { return blocked_ >= n; });
+  }
 
  private:
   const auth::Verifier& verifier_;
+  Executor& executor_;
+  std::mutex gate_mu_;
+  std::condition_variable gate_cv_;
+  bool open_ = false;  // guarded by gate_mu_
+  int blocked_ = 0;    // guarded by gate_mu_
 };
 
 class RpcServerTest : public ::testing::Test {
@@ -118,7 +157,7 @@ class RpcServerTest : public ::testing::Test {
   void SetUp() override {
     key_ = auth::GenerateSigningKey();
     keys_->Replace({{key_.kid, key_.public_key}});
-    server_ = std::make_unique<Server>(ServerOptions{.address = "127.0.0.1:0", .max_threads = 4});
+    server_ = std::make_unique<Server>(ServerOptions{.address = "127.0.0.1:0"});
     server_->AddService(&service_);
     ASSERT_TRUE(server_->Start().ok());
     ASSERT_GT(server_->port(), 0);
@@ -144,11 +183,72 @@ class RpcServerTest : public ::testing::Test {
   auth::SigningKey key_;
   std::shared_ptr<auth::KeySet> keys_ = std::make_shared<auth::KeySet>();
   auth::Verifier verifier_{keys_, {.issuer = "i", .audience = "a"}};
-  EchoService service_{verifier_};
+  Executor executor_{{.name = "test", .threads = 2, .max_queue = 2}};
+  EchoService service_{verifier_, executor_};
   std::unique_ptr<Server> server_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<users::v1::AuthService::Stub> stub_;
 };
+
+grpc::Status RefreshThrough(users::v1::AuthService::Stub& stub) {
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  users::v1::TokenPair out;
+  return stub.Refresh(&ctx, {}, &out);
+}
+
+// Two workers, two queue slots: four blocked calls all succeed once the
+// gate opens (two waited in the queue instead of being refused); a fifth,
+// with the queue full, is UNAVAILABLE with a retry hint — the server's
+// overload, never RESOURCE_EXHAUSTED.
+TEST_F(RpcServerTest, CallsQueueForAWorkerAndOnlyAFullQueueSheds) {
+  std::vector<std::future<grpc::Status>> calls;
+  for (int i = 0; i < 2; ++i) {
+    calls.push_back(std::async(std::launch::async, [this] { return RefreshThrough(*stub_); }));
+  }
+  service_.WaitBlocked(2);
+  for (int i = 0; i < 2; ++i) {
+    calls.push_back(std::async(std::launch::async, [this] { return RefreshThrough(*stub_); }));
+  }
+  for (int i = 0; i < 100 && executor_.queued() < 2; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ASSERT_EQ(executor_.queued(), 2u);
+  grpc::Status shed = RefreshThrough(*stub_);
+  EXPECT_EQ(shed.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_EQ(FromGrpcStatus(shed).retry_after_seconds, 1);
+  service_.OpenGate();
+  for (auto& c : calls) EXPECT_TRUE(c.get().ok());
+}
+
+// A call that waited in the queue past its deadline is not run.
+TEST_F(RpcServerTest, ACallWhoseDeadlinePassedInTheQueueIsNotRun) {
+  std::vector<std::future<grpc::Status>> blockers;
+  for (int i = 0; i < 2; ++i) {
+    blockers.push_back(std::async(std::launch::async, [this] { return RefreshThrough(*stub_); }));
+  }
+  service_.WaitBlocked(2);
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(200));
+  users::v1::TokenPair out;
+  users::v1::LoginRequest req;
+  req.set_email("throw");  // would be INTERNAL if it ran
+  EXPECT_EQ(stub_->Login(&ctx, req, &out).error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  service_.OpenGate();
+  for (auto& b : blockers) EXPECT_TRUE(b.get().ok());
+  // Recorded as such once a worker got to it, without running the handler.
+  for (int i = 0; i < 100; ++i) {
+    prometheus::TextSerializer text;
+    const std::string metrics = text.Serialize(admin::Registry()->Collect());
+    if (metrics.find("method=\"test/Login\",code=\"DEADLINE_EXCEEDED\"") != std::string::npos ||
+        metrics.find("code=\"DEADLINE_EXCEEDED\",method=\"test/Login\"") != std::string::npos) {
+      return;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  ADD_FAILURE() << "the queued call was not recorded as DEADLINE_EXCEEDED";
+}
 
 TEST_F(RpcServerTest, CallDecodesIdsAndKeepsTheTraceId) {
   grpc::ClientContext ctx;

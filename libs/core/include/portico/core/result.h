@@ -43,7 +43,7 @@ struct Error {
   // A machine-readable refinement of `code` that clients may act on, e.g.
   // "SINCE_TOO_OLD" (the gateway answers it with 410). Empty for most errors.
   std::string reason;
-  int retry_after_seconds = 0;  // For kResourceExhausted: when to try again.
+  int retry_after_seconds = 0;  // For kResourceExhausted and kUnavailable: when to try again.
 
   static Error InvalidArgument(std::string msg, std::vector<FieldViolation> f = {}) {
     return {ErrorCode::kInvalidArgument, std::move(msg), std::move(f)};

@@ -2,10 +2,12 @@
 // Per-RPC plumbing shared by every service handler: request/trace ids from
 // metadata into the log context, the caller's deadline, bearer-token
 // authentication, one access-log line and metrics per RPC, and one top-level
-// catch so nothing escapes a handler.
+// catch so nothing escapes a handler. Serve runs a callback-API call's
+// handler on an Executor's worker, so gRPC's threads never block.
 
 #include <grpcpp/client_context.h>
 #include <grpcpp/server_context.h>
+#include <grpcpp/support/server_callback.h>
 
 #include <functional>
 #include <optional>
@@ -22,6 +24,8 @@ class Verifier;
 
 namespace portico::rpc {
 
+class Executor;
+
 /// The authenticated caller.
 struct Principal {
   std::string subject;  // user id, or the service name for role SERVICE
@@ -36,9 +40,9 @@ class Call {
  public:
   /// `method` is the full RPC name ("portico.data.v1.DataService/GetItem");
   /// its `portico.api.v1.access` option says which token scopes it accepts.
-  explicit Call(grpc::ServerContext* ctx, std::string_view method = {});
+  explicit Call(grpc::ServerContextBase* ctx, std::string_view method = {});
 
-  grpc::ServerContext* context() const { return ctx_; }
+  grpc::ServerContextBase* context() const { return ctx_; }
   const std::string& request_id() const { return request_id_; }
   const std::string& trace_id() const { return trace_id_; }
   const std::string& span_id() const { return span_id_; }
@@ -74,7 +78,7 @@ class Call {
   const std::string& principal_subject() const { return subject_; }
 
  private:
-  grpc::ServerContext* ctx_;
+  grpc::ServerContextBase* ctx_;
   std::string method_;
   std::string request_id_;
   std::string trace_id_;
@@ -90,8 +94,26 @@ class Call {
 /// any exception into INTERNAL (logged once, message not leaked), writes one
 /// access-log line and records `portico_grpc_requests_total{method,code}` and
 /// `portico_grpc_request_duration_seconds{method}`.
-grpc::Status Handle(grpc::ServerContext* ctx, std::string_view method,
+grpc::Status Handle(grpc::ServerContextBase* ctx, std::string_view method,
                     const std::function<Status(Call&)>& handler);
+
+/// What Handle does once a call has finished, for calls that do not go
+/// through it (streams): turns the status into CANCELLED if the client went
+/// away, counts it, writes the access-log line (in the current log
+/// context). Returns the status as recorded.
+grpc::Status RecordCall(grpc::ServerContextBase* ctx, std::string_view method, Deadline start,
+                        grpc::Status status, const std::string& user_id);
+
+/// The callback-API form of Handle: queues `handler` on `executor` and
+/// returns the reactor gRPC waits on; a worker runs it as Handle does and
+/// finishes the call. `method` must outlive the call (a string literal).
+/// The handler must capture the request and response pointers by value.
+/// Not run, and finished at once, when: the queue is full (UNAVAILABLE
+/// "the service is busy", retry after 1 s — the server's overload, never
+/// RESOURCE_EXHAUSTED); the client cancelled or the deadline passed while
+/// the call waited (CANCELLED / DEADLINE_EXCEEDED). Never blocks.
+grpc::ServerUnaryReactor* Serve(grpc::CallbackServerContext* ctx, std::string_view method,
+                                Executor& executor, std::function<Status(Call&)> handler);
 
 /// The token scopes the RPC `method` ("pkg.Service/Method") accepts, from its
 /// `portico.api.v1.access` option in the generated descriptors; empty if it

@@ -1,8 +1,8 @@
 #pragma once
 // A gRPC server with the standard health service and server reflection, and
-// a bounded graceful shutdown. Services use the synchronous API: gRPC's
-// thread pool (capped by `max_threads`) runs handlers, which may block on
-// PostgreSQL (see docs/architecture.md).
+// a bounded graceful shutdown. Services use the callback API: gRPC's few
+// threads only decode and hand calls to an Executor (rpc::Serve), whose
+// workers may block on PostgreSQL (see docs/architecture.md).
 
 #include <chrono>
 #include <memory>
@@ -20,7 +20,6 @@ namespace portico::rpc {
 
 struct ServerOptions {
   std::string address = "0.0.0.0:50051";
-  int max_threads = 32;                   // handler threads
   std::size_t max_message_bytes = 16 << 20;  // above any page a service builds
 };
 
@@ -52,6 +51,12 @@ class Server {
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;
 };
+
+/// Turns off abseil's mutex deadlock detection, which Debian's abseil keeps
+/// on and which costs gRPC (client and server) several percent of its CPU
+/// under load. Debug builds keep it as a safety net. Call once at start,
+/// before gRPC starts threads.
+void TuneGrpcRuntime();
 
 /// Blocks until SIGTERM or SIGINT arrives (the signals are blocked in every
 /// thread: call BlockShutdownSignals() first thing in main, before any

@@ -24,6 +24,7 @@ class AdminServer;
 }
 namespace portico::rpc {
 class Server;
+struct ExecutorOptions;
 }
 
 namespace portico::runtime {
@@ -34,10 +35,15 @@ std::vector<config::Var> LogVars();
 /// e.g. "of issued access tokens").
 std::vector<config::Var> TokenVars(std::string_view what);
 /// The variables every gRPC service has: PORTICO_GRPC_ADDR, PORTICO_ADMIN_ADDR,
-/// PORTICO_DATABASE_URL (secret), PORTICO_DB_POOL_SIZE, PORTICO_GRPC_THREADS,
+/// PORTICO_DATABASE_URL (secret), PORTICO_DB_POOL_SIZE, PORTICO_MAX_QUEUED_CALLS,
 /// then LogVars().
 std::vector<config::Var> ServiceVars(std::string_view grpc_addr, std::string_view admin_addr,
                                      std::string_view database_url);
+
+/// The executor that runs a service's calls: one worker per database
+/// connection (PORTICO_DB_POOL_SIZE), so a running call never waits for a
+/// connection, and PORTICO_MAX_QUEUED_CALLS waiting at most.
+rpc::ExecutorOptions CallExecutorOptions(const config::Config& config);
 
 /// Installs the process logger from PORTICO_LOG_LEVEL / PORTICO_LOG_FORMAT.
 void InitLogging(std::string_view service, const config::Config& config);
