@@ -6,6 +6,8 @@
 // Requests are held in flight deterministically by locking the users'
 // `sessions` table from the test through libpq.
 #include <gtest/gtest.h>
+
+#include <algorithm>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
@@ -278,18 +280,27 @@ TEST(Limits, BodyTooLargeIs413NamingTheLimit) {
 TEST(Limits, JsonNestedDeeperThanTheLimitIs400BeforeAnyParser) {
   Account a = SignUp("deep");
   const Headers h = a.Auth({{"Content-Type", "application/json"}});
-  // At the limit: stored and returned whole.
-  auto ok = Call("POST", "/v1/collections/deep/items", Nested(32), h);
+  // An item's data at its limit (64 levels): stored and returned whole.
+  auto ok = Call("POST", "/v1/collections/deep/items", Nested(65), h);
   ASSERT_EQ(ok.status, 201) << ok.body;
-  // One deeper: the gateway's answer, naming its limit.
-  auto deep = Call("POST", "/v1/collections/deep/items", Nested(33), h);
+  // (The id from Location: the body nests deeper than a JSON reader's default limit.)
+  auto back = Call("GET", ok.Header("location"), "", h);
+  ASSERT_EQ(back.status, 200) << back.body;
+  // The item's own braces and the data's 64 levels.
+  EXPECT_EQ(std::count(back.body.begin(), back.body.end(), '{'), 65) << back.body;
+  // One deeper: the data rule's answer, naming `data`.
+  auto deep_data = Call("POST", "/v1/collections/deep/items", Nested(66), h);
+  ExpectProblem(deep_data, 400, "INVALID_ARGUMENT", "data");
+  EXPECT_NE(deep_data.body.find("deeper than 64 levels"), std::string::npos) << deep_data.body;
+  // Past the gateway's own limit: its answer, naming the limit.
+  auto deep = Call("POST", "/v1/collections/deep/items", Nested(73), h);
   ExpectProblem(deep, 400, "INVALID_ARGUMENT");
-  EXPECT_NE(JsonField(deep.body, "detail").find("deeper than 32"), std::string::npos) << deep.body;
+  EXPECT_NE(JsonField(deep.body, "detail").find("deeper than 72"), std::string::npos) << deep.body;
   // Far deeper (protobuf's own limit is 100): still the gateway's answer.
   auto deeper =
       Call("POST", "/v1/collections/deep/items", std::string(500, '[') + std::string(500, ']'), h);
   ExpectProblem(deeper, 400, "INVALID_ARGUMENT");
-  EXPECT_NE(JsonField(deeper.body, "detail").find("deeper than 32"), std::string::npos)
+  EXPECT_NE(JsonField(deeper.body, "detail").find("deeper than 72"), std::string::npos)
       << deeper.body;
   // Brackets inside strings are text, not nesting.
   auto text = Call("POST", "/v1/collections/deep/items",

@@ -425,8 +425,10 @@ bool IsValidUtf8(std::string_view s) {
 std::vector<std::string> FieldMaskPaths(const pb::Descriptor* desc, std::string_view json) {
   std::vector<std::string> out;
   boost::system::error_code ec;
+  boost::json::parse_options options;
+  options.max_depth = 80;  // the gateway's depth screen bounds bodies first
   const boost::json::value parsed =
-      boost::json::parse(boost::json::string_view(json.data(), json.size()), ec);
+      boost::json::parse(boost::json::string_view(json.data(), json.size()), ec, {}, options);
   if (ec || !parsed.is_object()) return out;
   CollectMaskPaths(desc, parsed.as_object(), "", &out);
   return out;

@@ -1,5 +1,7 @@
 #include "portico/transcode/openapi.h"
+
 #include "portico/core/strings.h"
+#include "portico/transcode/json_object.h"
 
 #include <google/protobuf/descriptor.h>
 #include <google/protobuf/descriptor.pb.h>
@@ -310,6 +312,10 @@ json::value Generator::SingularSchema(const pb::FieldDescriptor* f) {
     case T::TYPE_BOOL:
       return json::object{{"type", "boolean"}};
     case T::TYPE_STRING:
+      // A json_object field travels as the object its text holds.
+      if (!f->is_repeated() && IsJsonObjectField(f)) {
+        return json::object{{"type", "object"}, {"additionalProperties", true}};
+      }
       return json::object{{"type", "string"}};
     case T::TYPE_BYTES:
       return json::object{{"type", "string"}, {"format", "byte"}, {"contentEncoding", "base64"}};

@@ -10,6 +10,7 @@
 #include <google/protobuf/util/json_util.h>
 
 #include "fields.h"
+#include "portico/transcode/json_object.h"
 
 namespace portico::transcode {
 namespace {
@@ -31,39 +32,71 @@ Error BadBody(std::string_view why) {
   return Error::InvalidArgument("invalid JSON body: " + std::string(why));
 }
 
-// Fills `msg` from the body according to the route's body rule.
-Status ApplyBody(const Route& route, pb::Message* msg, std::string_view body) {
+// Boost.JSON's own limit for the bodies it parses here; the gateway's depth
+// screen (at most kMaxJsonDepth) answers deeper bodies before they arrive.
+boost::json::parse_options DomOptions() {
+  boost::json::parse_options o;
+  o.max_depth = 80;
+  return o;
+}
+
+Status ParseInto(std::string_view json, pb::Message* msg) {
+  const auto st =
+      pb::util::JsonStringToMessage(pb::StringPiece(json.data(), json.size()), msg, ParseOptions());
+  if (!st.ok()) return BadBody(st.message().as_string());
+  return {};
+}
+
+// JSON of a message of `type` as protobuf's parser must see it: the objects
+// of json_object fields checked and turned into strings (json_object.h).
+// `body` itself when the type has none. `encoded` owns the rewritten text.
+Result<std::string_view> ForProtobuf(const pb::Descriptor* type, std::string_view body,
+                                     std::string* encoded) {
+  if (!HasJsonObjectFields(type)) return body;
+  auto rewritten = EncodeJsonObjectFields(type, body);
+  if (!rewritten.ok()) return std::move(rewritten).error();
+  *encoded = std::move(*rewritten);
+  return std::string_view(*encoded);
+}
+
+// Fills `msg` from the body according to the route's body rule. `seen` is
+// the body as protobuf's parser read it (for body_field_mask).
+Status ApplyBody(const Route& route, pb::Message* msg, std::string_view body, std::string* seen) {
   if (route.body.empty()) {
     if (!IsBlank(body)) return Error::InvalidArgument("this endpoint takes no request body");
     return {};
   }
   if (IsBlank(body)) return {};
   if (route.body == "*") {
-    const auto st = pb::util::JsonStringToMessage(pb::StringPiece(body.data(), body.size()), msg,
-                                                  ParseOptions());
-    if (!st.ok()) return BadBody(st.message().as_string());
-    return {};
+    auto json = ForProtobuf(msg->GetDescriptor(), body, seen);
+    if (!json.ok()) return std::move(json).error();
+    if (json->data() == body.data()) seen->assign(body);
+    return ParseInto(*json, msg);
   }
   const pb::FieldDescriptor* f = internal::FindField(msg->GetDescriptor(), route.body);
   if (f->cpp_type() == pb::FieldDescriptor::CPPTYPE_MESSAGE && !f->is_repeated()) {
-    pb::Message* sub = msg->GetReflection()->MutableMessage(msg, f);
-    const auto st = pb::util::JsonStringToMessage(pb::StringPiece(body.data(), body.size()), sub,
-                                                  ParseOptions());
-    if (!st.ok()) return BadBody(st.message().as_string());
+    auto json = ForProtobuf(f->message_type(), body, seen);
+    if (!json.ok()) return std::move(json).error();
+    if (json->data() == body.data()) seen->assign(body);
+    return ParseInto(*json, msg->GetReflection()->MutableMessage(msg, f));
+  }
+  if (!f->is_repeated() && IsJsonObjectField(f)) {
+    // The body is the object itself.
+    if (Status st = ValidateJsonObject(body, f->json_name()); !st.ok()) return st;
+    msg->GetReflection()->SetString(msg, f, std::string(body));
     return {};
   }
   // A scalar, repeated or map field: the body is that field's JSON value.
   // Check it is exactly one JSON value before wrapping it in an object, so
   // the body cannot smuggle in other fields.
   boost::system::error_code ec;
-  boost::json::value parsed = boost::json::parse(boost::json::string_view(body.data(), body.size()), ec);
+  boost::json::value parsed =
+      boost::json::parse(boost::json::string_view(body.data(), body.size()), ec, {}, DomOptions());
   if (ec) return BadBody(ec.message());
   boost::json::object wrapper;
   wrapper[f->json_name()] = std::move(parsed);
   std::unique_ptr<pb::Message> scratch(msg->New());
-  const auto st = pb::util::JsonStringToMessage(boost::json::serialize(wrapper), scratch.get(),
-                                                ParseOptions());
-  if (!st.ok()) return BadBody(st.message().as_string());
+  if (Status st = ParseInto(boost::json::serialize(wrapper), scratch.get()); !st.ok()) return st;
   msg->GetReflection()->SwapFields(msg, scratch.get(), {f});
   return {};
 }
@@ -135,7 +168,10 @@ Result<std::unique_ptr<pb::Message>> BuildRequest(const Route& route, const Path
   if (prototype == nullptr) return Error::Internal("no prototype for " + desc->full_name());
   std::unique_ptr<pb::Message> msg(prototype->New());
 
-  if (Status st = ApplyBody(route, msg.get(), body); !st.ok()) return std::move(st).error();
+  std::string seen_body;
+  if (Status st = ApplyBody(route, msg.get(), body, &seen_body); !st.ok()) {
+    return std::move(st).error();
+  }
 
   std::vector<std::string> bound;  // JSON paths of fields the path binds
   for (const auto& [var, value] : vars) {
@@ -172,7 +208,9 @@ Result<std::unique_ptr<pb::Message>> BuildRequest(const Route& route, const Path
       return std::move(st).error();
     }
   }
-  if (!route.body_field_mask.empty() && !IsBlank(body)) FillBodyMask(route, msg.get(), body);
+  if (!route.body_field_mask.empty() && !IsBlank(body)) {
+    FillBodyMask(route, msg.get(), seen_body);
+  }
   return msg;
 }
 
@@ -193,28 +231,50 @@ Result<HttpBody> RenderResponse(const Route& route, const pb::Message& response)
   pb::util::JsonPrintOptions options;
   options.always_print_primitive_fields = true;
   options.preserve_proto_field_names = false;
+  // Protobuf's JSON of `m`, with json_object fields as the objects they hold.
+  auto print = [&options](const pb::Message& m, std::string* json) -> Status {
+    const auto st = pb::util::MessageToJsonString(m, json, options);
+    if (!st.ok()) return Error::Internal("response to JSON: " + st.message().as_string());
+    if (!HasJsonObjectFields(m.GetDescriptor())) return {};
+    auto decoded = DecodeJsonObjectFields(m.GetDescriptor(), *json);
+    if (!decoded.ok()) return std::move(decoded).error();
+    *json = std::move(*decoded);
+    return {};
+  };
 
   if (route.response_body.empty()) {
-    const auto st = pb::util::MessageToJsonString(response, &out.json, options);
-    if (!st.ok()) return Error::Internal("response to JSON: " + st.message().as_string());
+    if (Status st = print(response, &out.json); !st.ok()) return std::move(st).error();
     return out;
   }
   const pb::FieldDescriptor* f = internal::FindField(response.GetDescriptor(), route.response_body);
   if (f->cpp_type() == pb::FieldDescriptor::CPPTYPE_MESSAGE && !f->is_repeated()) {
-    const auto st = pb::util::MessageToJsonString(
-        response.GetReflection()->GetMessage(response, f), &out.json, options);
-    if (!st.ok()) return Error::Internal("response to JSON: " + st.message().as_string());
+    Status st = print(response.GetReflection()->GetMessage(response, f), &out.json);
+    if (!st.ok()) return std::move(st).error();
     return out;
   }
-  // A scalar, repeated or map field: print the message, pick the member.
+  if (!f->is_repeated() && IsJsonObjectField(f)) {
+    out.json = response.GetReflection()->GetString(response, f);
+    if (!ValidateJsonObject(out.json, f->json_name()).ok()) {
+      return Error::Internal("response field " + f->json_name() + " is not a JSON object");
+    }
+    return out;
+  }
+  // A scalar, repeated or map field: print the message (json_object fields
+  // still strings, so a re-parse keeps their text), pick the member, then
+  // splice json_object fields inside it through a one-member wrapper.
   std::string whole;
   const auto st = pb::util::MessageToJsonString(response, &whole, options);
   if (!st.ok()) return Error::Internal("response to JSON: " + st.message().as_string());
   boost::system::error_code ec;
-  boost::json::value parsed = boost::json::parse(whole, ec);
+  boost::json::value parsed = boost::json::parse(whole, ec, {}, DomOptions());
   if (ec || !parsed.is_object()) return Error::Internal("response to JSON: unparsable output");
   const auto* member = parsed.as_object().if_contains(f->json_name());
   out.json = member != nullptr ? boost::json::serialize(*member) : "null";
+  if (member == nullptr || !HasJsonObjectFields(response.GetDescriptor())) return out;
+  const std::string prefix = "{\"" + f->json_name() + "\":";
+  auto decoded = DecodeJsonObjectFields(response.GetDescriptor(), prefix + out.json + "}");
+  if (!decoded.ok()) return std::move(decoded).error();
+  out.json = decoded->substr(prefix.size(), decoded->size() - prefix.size() - 1);
   return out;
 }
 

@@ -40,7 +40,7 @@ grpc::ServerUnaryReactor* DataServiceImpl::CreateItem(grpc::CallbackServerContex
       [this, req, resp](rpc::Call& call) -> Status {
         auto owner = Owner(call, verifier_);
         if (!owner.ok()) return std::move(owner).error();
-        if (auto st = RequireData(req->has_data()); !st.ok()) return st;
+        if (auto st = RequireData(!req->data().empty()); !st.ok()) return st;
         auto created = items_.Create(owner->subject, req->collection(), req->data(),
                                      call.Metadata("idempotency-key"), call.deadline());
         if (!created.ok()) return std::move(created).error();
@@ -81,7 +81,7 @@ grpc::ServerUnaryReactor* DataServiceImpl::ReplaceItem(grpc::CallbackServerConte
                     [this, req, resp](rpc::Call& call) -> Status {
                       auto owner = Owner(call, verifier_);
                       if (!owner.ok()) return std::move(owner).error();
-                      if (auto st = RequireData(req->has_data()); !st.ok()) return st;
+                      if (auto st = RequireData(!req->data().empty()); !st.ok()) return st;
                       auto item =
                           items_.Replace(owner->subject, req->collection(), req->id(), req->data(),
                                          ParseIfMatch(call.Metadata("if-match")), call.deadline());
@@ -99,7 +99,7 @@ grpc::ServerUnaryReactor* DataServiceImpl::UpdateItem(grpc::CallbackServerContex
                     [this, req, resp](rpc::Call& call) -> Status {
                       auto owner = Owner(call, verifier_);
                       if (!owner.ok()) return std::move(owner).error();
-                      if (auto st = RequireData(req->has_data()); !st.ok()) return st;
+                      if (auto st = RequireData(!req->data().empty()); !st.ok()) return st;
                       auto item =
                           items_.Update(owner->subject, req->collection(), req->id(), req->data(),
                                         ParseIfMatch(call.Metadata("if-match")), call.deadline());

@@ -12,6 +12,7 @@
 #include "portico/auth/jwt.h"
 #include "portico/core/uuid.h"
 #include "portico/pg/pool.h"
+#include "portico/transcode/json_object.h"
 
 // The change feed, and why it never skips a change.
 //
@@ -48,8 +49,6 @@
 namespace portico::data {
 namespace {
 
-using google::protobuf::Struct;
-using google::protobuf::Value;
 using google::protobuf::util::TimeUtil;
 
 constexpr std::string_view kItemColumns =
@@ -94,56 +93,12 @@ Result<std::int64_t> NextSeq(pg::Transaction& tx, std::string_view owner) {
   return seq->front().GetInt64(0);
 }
 
-// Nesting depth of a JSON value: a scalar is 0, `{}` or `[]` is 1.
-int Depth(const Value& v, int limit);
-int Depth(const Struct& s, int limit) {
-  int deepest = 0;
-  for (const auto& [key, value] : s.fields()) {
-    deepest = std::max(deepest, Depth(value, limit - 1));
-    if (deepest >= limit) break;
-  }
-  return 1 + deepest;
-}
-int Depth(const Value& v, int limit) {
-  if (limit <= 0) return 1;
-  if (v.has_struct_value()) return Depth(v.struct_value(), limit);
-  if (v.has_list_value()) {
-    int deepest = 0;
-    for (const auto& e : v.list_value().values()) deepest = std::max(deepest, Depth(e, limit - 1));
-    return 1 + deepest;
-  }
-  return 0;
-}
-
-// RFC 7396 for a patch that is an object (the only kind `data` can be).
-void MergePatch(Struct* target, const Struct& patch) {
-  auto& fields = *target->mutable_fields();
-  for (const auto& [key, value] : patch.fields()) {
-    if (value.kind_case() == Value::kNullValue) {
-      fields.erase(key);
-    } else if (value.has_struct_value()) {
-      Value& existing = fields[key];
-      if (!existing.has_struct_value()) existing.mutable_struct_value()->Clear();
-      MergePatch(existing.mutable_struct_value(), value.struct_value());
-    } else {
-      fields[key] = value;
-    }
-  }
-}
-
 Result<v1::Item> ItemFromRow(const pg::Row& row) {
   v1::Item item;
   item.set_id(row.GetString("id"));
   item.set_collection(row.GetString("collection"));
   item.set_owner_id(row.GetString("owner_id"));
-  if (!row.IsNull("data")) {
-    const auto json = row.GetView("data");
-    if (!google::protobuf::util::JsonStringToMessage(
-             google::protobuf::StringPiece(json.data(), json.size()), item.mutable_data())
-             .ok()) {
-      return Error::Internal("stored item data is not a JSON object");
-    }
-  }
+  if (!row.IsNull("data")) item.set_data(row.GetString("data"));
   item.set_version(row.GetInt64("version"));
   *item.mutable_create_time() = TimeUtil::MicrosecondsToTimestamp(row.GetInt64("create_us"));
   *item.mutable_update_time() = TimeUtil::MicrosecondsToTimestamp(row.GetInt64("update_us"));
@@ -280,39 +235,28 @@ Items::Items(pg::Pool& pool, ItemLimits limits) : pool_(pool), limits_(std::move
   if (sodium_init() < 0) throw std::runtime_error("libsodium failed to initialize");
 }
 
-Status Items::ValidateData(const Struct& data, std::string* json) const {
-  if (Depth(data, limits_.max_depth + 1) > limits_.max_depth) {
-    return Error::InvalidArgument(
-        "item data is nested too deeply",
-        {{"data", "must not nest deeper than " + std::to_string(limits_.max_depth) + " levels"}});
-  }
-  if (!google::protobuf::util::MessageToJsonString(data, json).ok()) {
-    return Error::InvalidArgument("item data is not valid JSON", {{"data", "is not valid JSON"}});
-  }
-  if (json->size() > limits_.max_data_bytes) {
-    return Error::InvalidArgument(
-        "item data is too large",
-        {{"data", "must be at most " + std::to_string(limits_.max_data_bytes) + " bytes of JSON"}});
-  }
-  return {};
+Status Items::ValidateData(std::string_view data) const {
+  // The gateway checked it already; this is for callers that come over gRPC
+  // directly, and for the size limit, which is this service's setting.
+  return transcode::ValidateJsonObject(data, "data", limits_.max_data_bytes);
 }
 
 Result<v1::Item> Items::Create(std::string_view owner, std::string_view collection,
-                               const Struct& data, Deadline deadline) {
+                               std::string_view data, Deadline deadline) {
   auto r = Create(owner, collection, data, "", deadline);
   if (!r.ok()) return std::move(r).error();
   return std::move(r->item);
 }
 
 Result<CreateResult> Items::Create(std::string_view owner, std::string_view collection,
-                                   const Struct& data, std::string_view idempotency_key,
+                                   std::string_view data, std::string_view idempotency_key,
                                    Deadline deadline) {
   if (auto st = ValidateCollection(collection); !st.ok()) return std::move(st).error();
   if (!idempotency_key.empty()) {
     if (auto st = ValidateIdempotencyKey(idempotency_key); !st.ok()) return std::move(st).error();
   }
-  std::string json;
-  if (auto st = ValidateData(data, &json); !st.ok()) return std::move(st).error();
+  if (auto st = ValidateData(data); !st.ok()) return std::move(st).error();
+  const std::string_view json = data;
   // The request's fingerprint: jsonb text is canonical (sorted keys, one
   // spelling per number), so equal requests hash equally however their JSON
   // was written.
@@ -396,63 +340,59 @@ Result<v1::Item> Items::Get(std::string_view owner, std::string_view collection,
   return ItemFromRow(rows->front());
 }
 
-// Read-check-write under the owner's sequence lock: `change(current data)`
-// returns the new data (validated here) or an error that rolls back.
-template <typename Change>
+// Check-and-write under the owner's sequence lock: the item's data becomes
+// `new_data_sql` (SQL over the current `data` and $4, the request's JSON),
+// computed on jsonb so that no number is rounded.
 Result<v1::Item> Items::Write(std::string_view owner, std::string_view collection,
                               std::string_view id, const Precondition& precondition,
-                              Deadline deadline, Change&& change) {
+                              Deadline deadline, std::string_view new_data_sql,
+                              std::string_view data) {
   if (auto st = ValidateCollection(collection); !st.ok()) return std::move(st).error();
   if (!IsUuid(id)) return Error::NotFound("no such item");
+  if (auto st = ValidateData(data); !st.ok()) return std::move(st).error();
   return pool_.InTransaction(deadline, [&](pg::Transaction& tx) -> Result<v1::Item> {
     auto seq = NextSeq(tx, owner);
     if (!seq.ok()) return std::move(seq).error();
     // Redundant while every writer takes the owner's row first, but it keeps
-    // this read-check-write correct on its own.
-    auto current = tx.Exec("SELECT data::text AS data, version FROM items"
+    // this check-and-write correct on its own.
+    auto current = tx.Exec("SELECT version FROM items"
                            " WHERE owner_id = $1 AND collection = $2 AND id = $3 FOR UPDATE",
                            {owner, collection, id});
     if (!current.ok()) return std::move(current).error();
     if (current->empty()) return Error::NotFound("no such item");
     if (!precondition.Matches(current->front().GetInt64("version"))) return VersionMismatch();
-    Struct data;
-    const auto text = current->front().GetView("data");
-    if (!google::protobuf::util::JsonStringToMessage(
-             google::protobuf::StringPiece(text.data(), text.size()), &data)
-             .ok()) {
-      return Error::Internal("stored item data is not a JSON object");
-    }
-    auto next = change(std::move(data));
-    if (!next.ok()) return std::move(next).error();
-    std::string json;
-    if (auto st = ValidateData(*next, &json); !st.ok()) return std::move(st).error();
     auto rows = tx.Exec(
-        "WITH item AS (UPDATE items SET data = $4::jsonb, version = version + 1, "
-        "update_time = greatest(clock_timestamp(), update_time) "
-        "WHERE owner_id = $1 AND collection = $2 AND id = $3 RETURNING *), change AS (" +
+        "WITH item AS (UPDATE items SET data = " + std::string(new_data_sql) +
+            ", version = version + 1, update_time = greatest(clock_timestamp(), update_time) "
+            "WHERE owner_id = $1 AND collection = $2 AND id = $3 RETURNING *), change AS (" +
             WithSeqParam(kUpsertChange, 5) + ") SELECT " + std::string(kItemColumns) +
             " FROM item",
-        {owner, collection, id, json, *seq});
+        {owner, collection, id, data, *seq});
     if (!rows.ok()) return std::move(rows).error();
-    return ItemFromRow(rows->front());
+    const pg::Row row = rows->front();
+    // A merge can grow the data past the limit; the transaction then rolls back.
+    if (row.GetView("data").size() > limits_.max_data_bytes) {
+      return Error::InvalidArgument(
+          "data is too large",
+          {{"data", "must be at most " + std::to_string(limits_.max_data_bytes) +
+                        " bytes of JSON once the patch is applied"}});
+    }
+    return ItemFromRow(row);
   });
 }
 
 Result<v1::Item> Items::Replace(std::string_view owner, std::string_view collection,
-                                std::string_view id, const Struct& data,
+                                std::string_view id, std::string_view data,
                                 const Precondition& precondition, Deadline deadline) {
-  return Write(owner, collection, id, precondition, deadline,
-               [&](Struct) -> Result<Struct> { return data; });
+  return Write(owner, collection, id, precondition, deadline, "$4::jsonb", data);
 }
 
 Result<v1::Item> Items::Update(std::string_view owner, std::string_view collection,
-                               std::string_view id, const Struct& patch,
+                               std::string_view id, std::string_view patch,
                                const Precondition& precondition, Deadline deadline) {
+  // portico_merge_patch: RFC 7396, in migrations/0004_merge_patch.sql.
   return Write(owner, collection, id, precondition, deadline,
-               [&](Struct current) -> Result<Struct> {
-                 MergePatch(&current, patch);
-                 return current;
-               });
+               "portico_merge_patch(data, $4::jsonb)", patch);
 }
 
 Status Items::Delete(std::string_view owner, std::string_view collection, std::string_view id,
@@ -550,8 +490,7 @@ Result<v1::ListItemsResponse> Items::List(std::string_view owner, std::string_vi
       if (after) {
         // Checked like input, as the time above: text that is not JSON
         // would fail the ::jsonb cast in PostgreSQL.
-        Value parsed;
-        if (!google::protobuf::util::JsonStringToMessage(after->key, &parsed).ok()) {
+        if (!transcode::IsJsonValue(after->key)) {
           return Error::InvalidArgument("invalid page token", {{"pageToken", "is malformed"}});
         }
         cursor_key = add(after->key) + "::jsonb";

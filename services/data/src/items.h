@@ -52,8 +52,8 @@ Precondition ParseIfMatch(std::string_view header, bool weak_comparison = false)
 std::string ETagOf(std::int64_t version);
 
 struct ItemLimits {
-  std::uint64_t max_data_bytes = 256 * 1024;  // `data` as compact JSON text
-  int max_depth = 64;                         // nesting of objects and arrays
+  std::uint64_t max_data_bytes = 256 * 1024;  // `data` as JSON text
+  // Nesting of objects and arrays: transcode::kMaxJsonObjectDepth (64).
   int default_page_size = 50;
   int max_page_size = 1000;
   // A page stops early (with a next-page token) once its items' data reach
@@ -107,18 +107,21 @@ class Items {
  public:
   Items(pg::Pool& pool, ItemLimits limits);
 
-  /// Stores a new item owned by `owner` (version 1). kInvalidArgument
-  /// naming "collection", "data" or "idempotencyKey". With an
+  /// Stores a new item owned by `owner` (version 1). `data` is a JSON
+  /// object's text, stored as jsonb and returned as PostgreSQL prints it
+  /// (every digit kept; see transcode/json_object.h for the rules it must
+  /// obey, and max_data_bytes). kInvalidArgument naming "collection",
+  /// "data" or "idempotencyKey". With an
   /// `idempotency_key` (1-255 printable ASCII characters): the first result
   /// for (owner, key) is kept for idempotency_ttl; a retry with the same
   /// collection and data returns it (replayed = true); with other ones
   /// kFailedPrecondition (IDEMPOTENCY_KEY_REUSED); while the first request
   /// is still running kAlreadyExists (IDEMPOTENCY_IN_FLIGHT).
   Result<CreateResult> Create(std::string_view owner, std::string_view collection,
-                              const google::protobuf::Struct& data,
-                              std::string_view idempotency_key, Deadline deadline);
+                              std::string_view data, std::string_view idempotency_key,
+                              Deadline deadline);
   Result<v1::Item> Create(std::string_view owner, std::string_view collection,
-                          const google::protobuf::Struct& data, Deadline deadline);
+                          std::string_view data, Deadline deadline);
 
   /// The owner's item; kNotFound if it does not exist or belongs to
   /// someone else (existence is never revealed).
@@ -129,14 +132,14 @@ class Items {
   /// changes) if `precondition` does not match the current version;
   /// kInvalidArgument naming "data".
   Result<v1::Item> Replace(std::string_view owner, std::string_view collection,
-                           std::string_view id, const google::protobuf::Struct& data,
+                           std::string_view id, std::string_view data,
                            const Precondition& precondition, Deadline deadline);
 
   /// Applies a JSON merge patch (RFC 7396) to the item's data: a null value
   /// deletes its key, an object merges recursively, anything else replaces.
   /// Errors as Replace (the patched data must obey the limits).
   Result<v1::Item> Update(std::string_view owner, std::string_view collection,
-                          std::string_view id, const google::protobuf::Struct& patch,
+                          std::string_view id, std::string_view patch,
                           const Precondition& precondition, Deadline deadline);
 
   /// Deletes the item, leaving a tombstone in the feed. Errors as Replace.
@@ -193,15 +196,15 @@ class Items {
   Result<PruneReport> Prune(Deadline deadline);
 
  private:
-  Status ValidateData(const google::protobuf::Struct& data, std::string* json) const;
+  Status ValidateData(std::string_view data) const;
   Status ValidateChangesQuery(std::string_view collection, std::int64_t since,
                               int* page_size) const;
   Result<v1::ListChangesResponse> ReadChanges(pg::Lease& lease, std::string_view owner,
                                               std::string_view collection, std::int64_t since,
                                               int page_size);
-  template <typename Change>
   Result<v1::Item> Write(std::string_view owner, std::string_view collection, std::string_view id,
-                         const Precondition& precondition, Deadline deadline, Change&& change);
+                         const Precondition& precondition, Deadline deadline,
+                         std::string_view new_data_sql, std::string_view data);
 
   pg::Pool& pool_;
   ItemLimits limits_;

@@ -29,11 +29,10 @@ namespace {
 using portico::config::Kind;
 using portico::config::Var;
 
-// Deeper JSON would reach the parsers' own limits before the gateway's:
-// Boost.JSON's default of 32 (bodies bound to one field) and protobuf's 100
-// levels of nested messages, of which each level of a JSON value inside a
-// google.protobuf.Struct (an item's `data`) takes three.
-constexpr std::int64_t kMaxJsonDepth = 32;
+// An item's `data` may nest 64 levels (json_object fields), inside a few
+// levels of request; deeper would reach the parsers' own limits (80 for
+// the transcoder's Boost.JSON parses, protobuf's 100) before the gateway's.
+constexpr std::int64_t kMaxJsonDepth = 72;
 
 // "a.B=host:1, c.D=dns:///d:2" -> {{"a.B", "host:1"}, {"c.D", "dns:///d:2"}}.
 // An ipv4:/ipv6: target keeps the further addresses that follow its commas.
@@ -114,7 +113,7 @@ std::vector<Var> Vars() {
        .min = 1, .max = 1'000'000},
       {.name = "PORTICO_MAX_IN_FLIGHT", .kind = Kind::kInt, .default_value = "1000",
        .help = "requests handled at once at most; beyond: 503", .min = 1, .max = 1'000'000},
-      {.name = "PORTICO_MAX_JSON_DEPTH", .kind = Kind::kInt, .default_value = "32",
+      {.name = "PORTICO_MAX_JSON_DEPTH", .kind = Kind::kInt, .default_value = "72",
        .help = "deepest nesting of arrays/objects in a request body (deeper: 400)", .min = 1,
        .max = kMaxJsonDepth},
       {.name = "PORTICO_RATE_LIMIT", .kind = Kind::kInt, .default_value = "0",

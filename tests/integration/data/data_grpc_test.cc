@@ -89,7 +89,7 @@ class DataGrpcTest : public ::testing::Test {
 };
 
 TEST_F(DataGrpcTest, PurgeOwnerAcceptsOnlyServiceTokens) {
-  ASSERT_TRUE(items_->Create(alice_, "notes", {}, Soon()).ok());
+  ASSERT_TRUE(items_->Create(alice_, "notes", "{}", Soon()).ok());
   v1::PurgeOwnerRequest req;
   req.set_owner_id(alice_);
   google::protobuf::Empty resp;
@@ -145,7 +145,7 @@ TEST_F(DataGrpcTest, APurgedUsersStillValidTokenCannotWrite) {
     ctx.AddMetadata("authorization", "Bearer " + token);
     v1::CreateItemRequest create;
     create.set_collection("notes");
-    (*create.mutable_data()->mutable_fields())["a"].set_number_value(1);
+    create.set_data(R"({"a":1})");
     v1::Item item;
     auto st = data_stub_->CreateItem(&ctx, create, &item);
     EXPECT_EQ(st.error_code(), grpc::StatusCode::UNAUTHENTICATED) << st.error_message();
@@ -180,7 +180,7 @@ TEST_F(DataGrpcTest, UnknownFilterOperatorIsInvalidArgument) {
 TEST_F(DataGrpcTest, ErrorReasonsAndHeaders) {
   v1::CreateItemRequest create;
   create.set_collection("notes");
-  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(R"({"a":1})", create.mutable_data()).ok());
+  create.set_data(R"({"a":1})");
   v1::Item first;
   {
     grpc::ClientContext ctx;
@@ -195,7 +195,7 @@ TEST_F(DataGrpcTest, ErrorReasonsAndHeaders) {
     As(&ctx, alice_, "USER");
     ctx.AddMetadata("idempotency-key", "k1");
     v1::CreateItemRequest other = create;
-    (*other.mutable_data()->mutable_fields())["a"].set_number_value(2);
+    other.set_data(R"({"a":2})");
     v1::Item item;
     auto st = data_stub_->CreateItem(&ctx, other, &item);
     EXPECT_EQ(st.error_code(), grpc::StatusCode::FAILED_PRECONDITION);

@@ -207,6 +207,8 @@ TEST(OpenApi, RequestBodies) {
   const auto& schema = item.at("requestBody").at("content").at("application/json").at("schema");
   EXPECT_TRUE(schema.at("properties").as_object().contains("data"));
   EXPECT_FALSE(schema.at("properties").as_object().contains("collection"));
+  // A json_object field (a string in the proto) is documented as the object it carries.
+  EXPECT_EQ(schema.at("properties").at("data").at("type"), "object");
   // GET has no body.
   EXPECT_FALSE(Op(Kitchen(), "/v1/kitchen/{id}", "get").contains("requestBody"));
 }

@@ -61,7 +61,7 @@ struct GatewayOptions {
   // (being handled at once, gateway-wide) is answered 503 + Retry-After.
   std::size_t max_connections = 10'000;
   std::size_t max_in_flight = 1'000;
-  std::size_t max_json_depth = 32;  // deeper request bodies: 400
+  std::size_t max_json_depth = 72;  // deeper request bodies: 400
   double rate_limit = 0;            // requests per second per client; 0: off
   double rate_burst = 50;           // requests a client may save up
   std::string trusted_proxies;      // comma-separated CIDRs whose X-Forwarded-For is believed
