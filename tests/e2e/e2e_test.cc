@@ -261,6 +261,10 @@ TEST(EndToEnd, GatewayMetricsCountRequestsByRouteAndStatus) {
 
 TEST(EndToEnd, LogsAreJsonLinesWithoutSecrets) {
   Account a = SignUp("logcheck");
+  // Lines reach stdout within the flush interval: wait for the sign-in's.
+  ASSERT_TRUE(Eventually([] {
+    return RunningStack().gateway().Log().find("/v1/auth/login") != std::string::npos;
+  }));
   const std::string logs = RunningStack().Logs();
   EXPECT_EQ(logs.find(a.tokens.access), std::string::npos);
   EXPECT_EQ(logs.find("correct horse battery staple"), std::string::npos);

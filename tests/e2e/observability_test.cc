@@ -208,9 +208,17 @@ TEST(Observability, OneTraceIdFollowsARequestThroughEveryServiceAndTheOutbox) {
     }
     return false;
   };
-  ASSERT_TRUE(Eventually([&] { return has_rpc("data", "portico.data.v1.DataAdmin/PurgeOwner"); }))
-      << RunningStack().Logs();
-  EXPECT_TRUE(has_rpc("users", "portico.users.v1.UserService/DeleteMe"));
+  // Log lines reach stdout within the flush interval (100 ms): wait for them.
+  auto has_access_line = [&] {
+    for (const auto& f : lines_of("gateway")) {
+      if (StrOr(f, "msg") == "request" && StrOr(f, "path") == "/v1/users/me") return true;
+    }
+    return false;
+  };
+  ASSERT_TRUE(Eventually([&] {
+    return has_rpc("data", "portico.data.v1.DataAdmin/PurgeOwner") &&
+           has_rpc("users", "portico.users.v1.UserService/DeleteMe") && has_access_line();
+  })) << RunningStack().Logs();
 
   std::map<std::string, std::set<std::string>> spans;  // process -> span ids
   for (const std::string process : {"gateway", "users", "data"}) {
@@ -242,11 +250,15 @@ TEST(Observability, ATraceIsStartedWhenTheClientSendsNone) {
   auto r = Call("GET", "/v1/collections", "", a.Auth({{"X-Request-Id", "obs-untraced-1"}}));
   ASSERT_EQ(r.status, 200);
   std::map<std::string, std::string> trace_of;  // process -> trace id of that request
-  for (const LogLine& l : AllLogLines()) {
-    if (l.valid && StrOr(l.fields, "request_id") == "obs-untraced-1") {
-      trace_of[l.process] = StrOr(l.fields, "trace_id");
+  // Log lines reach stdout within the flush interval (100 ms): wait for them.
+  Eventually([&] {
+    for (const LogLine& l : AllLogLines()) {
+      if (l.valid && StrOr(l.fields, "request_id") == "obs-untraced-1") {
+        trace_of[l.process] = StrOr(l.fields, "trace_id");
+      }
     }
-  }
+    return trace_of.contains("gateway") && trace_of.contains("data");
+  });
   ASSERT_TRUE(trace_of.contains("gateway") && trace_of.contains("data")) << RunningStack().Logs();
   EXPECT_EQ(trace_of["gateway"].size(), 32u);
   EXPECT_EQ(trace_of["gateway"], trace_of["data"]);

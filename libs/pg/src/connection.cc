@@ -181,8 +181,34 @@ bool Connection::WaitForResult(Deadline wait_limit, bool* timed_out) {
   return true;
 }
 
+namespace {
+
+// statement_timeout is a session setting changed only when a statement's
+// deadline needs another value, so it costs no statement of its own: the
+// time left is rounded up to one of these (ms), and nearly every call of a
+// service (same budget, a few ms spent) lands on the same one. The client
+// cancels the statement at the deadline itself (Connection::Run); the
+// server's timeout is the backstop should the cancel not get through.
+constexpr int kTimeoutSteps[] = {100,   250,   500,    1000,   2000,    5000,    10000,
+                                 15000, 30000, 60000, 120000, 300000, 900000, 3600000};
+
+int TimeoutStep(std::int64_t ms) {
+  for (int step : kTimeoutSteps) {
+    if (ms <= step) return step;
+  }
+  return ms > INT_MAX ? INT_MAX : static_cast<int>(ms);
+}
+
+// Prepared statements a connection keeps at most; statements beyond run
+// unnamed (parsed each time). Services use a few dozen distinct texts; the
+// bound only matters for SQL built from input (filters).
+constexpr std::size_t kMaxPrepared = 256;
+
+}  // namespace
+
 Result<Rows> Connection::Run(std::string_view sql, std::span<const Param> params,
-                             const std::string* timeout_ms, Deadline wait_limit) {
+                             int want_timeout_ms, bool prepare, Deadline cancel_at,
+                             Deadline wait_limit) {
   ClearLastError();
   if (!usable()) return Lost("connection is broken");
   if (params.size() > 65535) return Error::Internal("database error");
@@ -193,32 +219,66 @@ Result<Rows> Connection::Run(std::string_view sql, std::span<const Param> params
   for (const Param& p : params) values.push_back(p.is_null() ? nullptr : p.text().data());
   const int n = static_cast<int>(params.size());
 
-  // With a timeout: [set_config, statement, Sync] in one round trip. The
-  // setting is transaction-local and the pipeline is one implicit
-  // transaction (or part of the caller's), so it ends with the statement.
-  const bool pipeline = timeout_ms != nullptr;
-  if (pipeline) {
-    const char* timeout_value[] = {timeout_ms->c_str()};
-    if (!PQenterPipelineMode(conn_) ||
-        !PQsendQueryParams(conn_, "SELECT set_config('statement_timeout', $1, true)", 1, nullptr,
-                           timeout_value, nullptr, nullptr, 0) ||
-        !PQsendQueryParams(conn_, statement.c_str(), n, nullptr, values.data(), nullptr, nullptr,
-                           0) ||
-        !PQpipelineSync(conn_)) {
-      return Lost(PQerrorMessage(conn_));
+  // One round trip: [set statement_timeout] [prepare] statement, Sync. The
+  // queries up to the Sync are one implicit transaction (or part of the
+  // caller's), so if the statement fails, a new timeout is rolled back too.
+  const bool set_timeout = want_timeout_ms >= 0 && want_timeout_ms != session_timeout_ms_;
+  const std::string timeout_text = std::to_string(want_timeout_ms);
+  std::string name;
+  bool preparing = false;
+  if (prepare) {
+    if (auto it = prepared_.find(statement); it != prepared_.end()) {
+      name = it->second;
+    } else if (prepared_.size() < kMaxPrepared) {
+      name = "portico_" + std::to_string(prepared_.size());
+      preparing = true;
     }
-  } else if (!PQsendQueryParams(conn_, statement.c_str(), n, nullptr, values.data(), nullptr,
-                                nullptr, 0)) {
-    return Lost(PQerrorMessage(conn_));
   }
+  if (!PQenterPipelineMode(conn_)) return Lost(PQerrorMessage(conn_));
+  int queries = 0;
+  bool sent = true;
+  if (set_timeout) {
+    const char* v[] = {timeout_text.c_str()};
+    sent = sent && PQsendQueryParams(conn_, "SELECT set_config('statement_timeout', $1, false)", 1,
+                                     nullptr, v, nullptr, nullptr, 0);
+    ++queries;
+  }
+  if (preparing) {
+    sent = sent && PQsendPrepare(conn_, name.c_str(), statement.c_str(), n, nullptr);
+    ++queries;
+  }
+  if (name.empty()) {
+    sent = sent && PQsendQueryParams(conn_, statement.c_str(), n, nullptr, values.data(), nullptr,
+                                     nullptr, 0);
+  } else {
+    sent = sent && PQsendQueryPrepared(conn_, name.c_str(), n, values.data(), nullptr, nullptr, 0);
+  }
+  ++queries;
+  sent = sent && PQpipelineSync(conn_);
+  if (!sent) return Lost(PQerrorMessage(conn_));
 
-  // Each query yields its result(s) and then a null; a pipeline ends with a
-  // PGRES_PIPELINE_SYNC result.
-  int queries_left = pipeline ? 2 : 1;
-  bool sync_seen = !pipeline;
+  // Each query yields its result(s) and then a null; the pipeline ends with
+  // a PGRES_PIPELINE_SYNC result. The statement's result comes last.
+  int queries_left = queries;
+  bool sync_seen = false;
+  bool prepared_ok = false;
+  bool cancelled = false;
   UniqueResult first_error;
   UniqueResult last;
   while (queries_left > 0 || !sync_seen) {
+    if (!cancelled && cancel_at != kNoDeadline && !ResultReady(cancel_at)) {
+      // The caller's deadline passed: ask the server to stop, then wait a
+      // little for it to say so (57014). PQcancel returns once the server
+      // has signalled the backend, before the next statement is sent; a
+      // cancel that finds the backend idle is ignored by it, so it cannot
+      // hit a later statement.
+      cancelled = true;
+      if (PGcancel* cancel = PQgetCancel(conn_)) {
+        char err[256];
+        (void)PQcancel(cancel, err, sizeof err);
+        PQfreeCancel(cancel);
+      }
+    }
     if (auto ready = AwaitResult(wait_limit); !ready.ok()) return std::move(ready).error();
     UniqueResult r(PQgetResult(conn_));
     if (r == nullptr) {
@@ -232,6 +292,8 @@ Result<Rows> Connection::Run(std::string_view sql, std::span<const Param> params
       sync_seen = true;
       continue;
     }
+    // The query this result belongs to, counted from the first.
+    const int index = queries - queries_left;
     if (status == PGRES_FATAL_ERROR || status == PGRES_BAD_RESPONSE ||
         status == PGRES_NONFATAL_ERROR) {
       if (!first_error) first_error = std::move(r);
@@ -242,49 +304,68 @@ Result<Rows> Connection::Run(std::string_view sql, std::span<const Param> params
       broken_ = true;
       return Error::Internal("database error");
     }
-    last = std::move(r);  // for the pipeline, the statement's result comes last
+    if (preparing && index == queries - 2 && status == PGRES_COMMAND_OK) prepared_ok = true;
+    if (index == queries - 1) last = std::move(r);
   }
-  if (pipeline && !PQexitPipelineMode(conn_)) broken_ = true;
+  if (!PQexitPipelineMode(conn_)) broken_ = true;
+  if (prepared_ok) prepared_.emplace(std::move(statement), std::move(name));
   if (PQstatus(conn_) != CONNECTION_OK) {
     broken_ = true;
     if (first_error) return Failure(first_error.get());
     return Lost(PQerrorMessage(conn_));
   }
   if (!sync_seen || queries_left != 0) broken_ = true;
-  if (first_error) return Failure(first_error.get());
+  if (first_error) {
+    // Whatever this round trip set may have been rolled back.
+    if (set_timeout || in_transaction()) session_timeout_ms_ = -1;
+    return Failure(first_error.get());
+  }
   if (!last || PQresultStatus(last.get()) == PGRES_PIPELINE_ABORTED) {
     broken_ = true;
     last_error_message_ = "unexpected protocol state";
     return Error::Internal("database error");
   }
+  if (set_timeout) session_timeout_ms_ = want_timeout_ms;
   auto impl = std::make_unique<Rows::Impl>();
   impl->result = std::move(last);
   return Rows(std::move(impl));
 }
 
+bool Connection::ResultReady(Deadline limit) {
+  bool timed_out = false;
+  if (WaitForResult(limit, &timed_out)) return true;
+  return !timed_out;  // a failure shows in the wait that follows
+}
+
 Result<Rows> Connection::Exec(std::string_view sql, std::span<const Param> params,
                               Deadline deadline) {
-  if (deadline == kNoDeadline) return Run(sql, params, nullptr, kNoDeadline);
-  auto timeout = StatementTimeoutFor(deadline);
-  if (!timeout) {
+  if (deadline == kNoDeadline) {
+    return Run(sql, params, /*want_timeout_ms=*/0, /*prepare=*/true, kNoDeadline, kNoDeadline);
+  }
+  const auto left = duration_cast<milliseconds>(deadline - Clock::now()).count();
+  if (left <= 0) {
     ClearLastError();
     return Error{ErrorCode::kDeadlineExceeded, "deadline exceeded", {}};
   }
-  return Run(sql, params, &*timeout, WaitLimitFor(deadline));
+  return Run(sql, params, TimeoutStep(left), /*prepare=*/true, deadline, WaitLimitFor(deadline));
 }
 
 Result<Rows> Connection::ExecControl(const char* sql, Deadline wait_limit) {
-  return Run(sql, {}, nullptr, wait_limit);
+  auto done = Run(sql, {}, /*want_timeout_ms=*/-1, /*prepare=*/false, kNoDeadline, wait_limit);
+  // A rollback undoes a statement_timeout set inside the transaction.
+  if (std::string_view(sql).starts_with("ROLLBACK") || !done.ok()) session_timeout_ms_ = -1;
+  return done;
 }
 
 Status Connection::ExecScript(std::string_view sql, Deadline deadline) {
   ClearLastError();
-  std::string script;
+  // Several statements in one simple query form one implicit transaction
+  // (or run in the caller's), so SET LOCAL covers exactly this script, and
+  // overrides the session's value (0: none) for it.
+  std::string script = "SET LOCAL statement_timeout = 0;\n";
   if (deadline != kNoDeadline) {
     auto timeout = StatementTimeoutFor(deadline);
     if (!timeout) return Error{ErrorCode::kDeadlineExceeded, "deadline exceeded", {}};
-    // Several statements in one simple query form one implicit transaction
-    // (or run in the caller's), so SET LOCAL covers exactly this script.
     script = "SET LOCAL statement_timeout = " + *timeout + ";\n";
   }
   script.append(sql);

@@ -9,6 +9,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 
 #include "portico/core/deadline.h"
 #include "portico/core/result.h"
@@ -67,8 +68,16 @@ class Connection {
 
  private:
   explicit Connection(PGconn* conn) : conn_(conn) {}
-  Result<Rows> Run(std::string_view sql, std::span<const Param> params,
-                   const std::string* timeout_ms, Deadline wait_limit);
+  /// One statement in one round trip. `want_timeout_ms`: the session's
+  /// statement_timeout the statement needs (0: none; -1: leave it), set in
+  /// the same round trip only if it differs. `prepare`: run it as a named
+  /// prepared statement of this connection (prepared on first use). At
+  /// `cancel_at` the statement is cancelled; at `wait_limit` the client
+  /// gives up on the server (the connection is then not reused).
+  Result<Rows> Run(std::string_view sql, std::span<const Param> params, int want_timeout_ms,
+                   bool prepare, Deadline cancel_at, Deadline wait_limit);
+  /// Waits for a result until `limit`; false only if the limit passed.
+  bool ResultReady(Deadline limit);
   /// Waits until PQgetResult will not block. False if `wait_limit` passed or
   /// the connection failed.
   bool WaitForResult(Deadline wait_limit, bool* timed_out);
@@ -85,6 +94,10 @@ class Connection {
 
   PGconn* conn_;
   bool broken_ = false;
+  // The session's statement_timeout in ms as last set here; -1 unknown
+  // (e.g. after a rollback that may have undone a SET).
+  int session_timeout_ms_ = -1;
+  std::unordered_map<std::string, std::string> prepared_;  // SQL -> statement name
   std::string last_sqlstate_;
   std::string last_constraint_;
   std::string last_error_message_;

@@ -280,6 +280,31 @@ TEST_F(PgTest, DeadlineBecomesStatementTimeout) {
   EXPECT_EQ(after->front().GetString(0), "0");
 }
 
+// Each connection prepares a statement once and reuses it; statement_timeout
+// is a session setting that changes only when a deadline needs another
+// value, not a statement per query.
+TEST_F(PgTest, StatementsArePreparedOnceAndTheTimeoutIsNotResentEachTime) {
+  Lease lease = MustAcquire(DeadlineIn(8s));
+  for (int i = 0; i < 3; ++i) {
+    auto r = lease.Exec("SELECT $1::int + 1 AS n", {i});
+    ASSERT_TRUE(r.ok()) << r.error().message;
+    EXPECT_EQ(r->front().GetInt64("n"), i + 1);
+  }
+  auto prepared = lease.Exec(
+      "SELECT count(*) FROM pg_prepared_statements WHERE statement = 'SELECT $1::int + 1 AS n'");
+  ASSERT_TRUE(prepared.ok());
+  EXPECT_EQ(prepared->front().GetInt64(0), 1);
+  auto timeout = lease.Exec("SELECT current_setting('statement_timeout')");
+  ASSERT_TRUE(timeout.ok());
+  EXPECT_EQ(timeout->front().GetString(0), "10s");  // 8 s left, rounded up to a step
+
+  // A statement that does not parse is an error and is not remembered.
+  auto bad = lease.Exec("SELEC 1");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(lease.last_sqlstate(), "42601");
+  EXPECT_TRUE(lease.Exec("SELECT 1").ok());
+}
+
 TEST_F(PgTest, DeadlineAppliesInsideTransactions) {
   Lease lease = MustAcquire(DeadlineIn(60s));
   auto tx = lease.Begin();
