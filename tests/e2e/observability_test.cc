@@ -128,8 +128,22 @@ TEST(Observability, LogsAreJsonLinesWithRequestIdsAndNoSecrets) {
   std::string user_id;
   const std::vector<std::string> secrets = RunFullFlow(&user_id);
   ASSERT_FALSE(user_id.empty());
-  // The access lines of the flow's last call are written before the gateway
-  // answers it; the services' lines before they return, so all are in.
+  // Lines reach stdout within the flush interval (100 ms): wait until the
+  // flow's last call (the logout) is in the gateway's and users' logs.
+  auto logged_logout = [](const std::vector<LogLine>& all, const std::string& process) {
+    for (const LogLine& l : all) {
+      if (l.process == process && l.valid &&
+          (StrOr(l.fields, "path") == "/v1/auth/logout" ||
+           StrOr(l.fields, "method") == "portico.users.v1.AuthService/Logout")) {
+        return true;
+      }
+    }
+    return false;
+  };
+  ASSERT_TRUE(Eventually([&] {
+    const auto all = AllLogLines();
+    return logged_logout(all, "gateway") && logged_logout(all, "users");
+  }));
   const std::vector<LogLine> lines = AllLogLines();
   std::map<std::string, int> per_process;
   std::set<std::string> rpc_users, request_users;  // user ids on the access lines

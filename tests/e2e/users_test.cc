@@ -597,8 +597,13 @@ TEST(Users, AuditEventsAreLoggedAndCountedWithoutSecrets) {
         metrics.body.find("portico_users_audit_events_total{event=\"" + std::string(event) + "\"}"),
         std::string::npos)
         << event;
-    EXPECT_NE(RunningStack().users().Log().find("\"event\":\"" + std::string(event) + "\""),
-              std::string::npos)
+    // Lines reach stdout within the flush interval (100 ms).
+    EXPECT_TRUE(Eventually(
+        [&] {
+          return RunningStack().users().Log().find("\"event\":\"" + std::string(event) + "\"") !=
+                 std::string::npos;
+        },
+        5))
         << event;
   }
   const std::string log = RunningStack().users().Log() + RunningStack().gateway().Log();

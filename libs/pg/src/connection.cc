@@ -89,6 +89,16 @@ Result<std::unique_ptr<Connection>> Connection::Open(const std::string& url, Dea
     state = PQconnectPoll(raw);
   }
   PQsetNoticeProcessor(raw, IgnoreNotice, nullptr);
+  // Statements are prepared once per connection (Run), which saves parsing;
+  // but a generic plan, which PostgreSQL may switch to after five runs, knows
+  // neither the parameters' values nor a LIMIT's, and chose to sort a whole
+  // collection for a 50-item page. Plans stay custom; parsing stays saved.
+  auto planned = conn->Run("SET plan_cache_mode = force_custom_plan", {}, /*want_timeout_ms=*/-1,
+                           /*prepare=*/false, kNoDeadline, limit);
+  if (!planned.ok()) {
+    *detail = conn->last_error_message();
+    return Error::Unavailable("database unavailable");
+  }
   return conn;
 }
 

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "fields.h"
+#include "portico/core/strings.h"
 #include "portico/api/v1/annotations.pb.h"
 
 namespace portico::transcode {
@@ -24,33 +25,6 @@ namespace {
 
 namespace pb = google::protobuf;
 namespace bj = boost::json;
-
-void AppendQuoted(std::string& out, std::string_view s) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  out += '"';
-  std::size_t run = 0;  // start of the run of characters that need no escape
-  for (std::size_t i = 0; i < s.size(); ++i) {
-    const auto c = static_cast<unsigned char>(s[i]);
-    if (c >= 0x20 && c != '"' && c != '\\') continue;
-    out.append(s.data() + run, i - run);
-    run = i + 1;
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      case '\b': out += "\\b"; break;
-      case '\f': out += "\\f"; break;
-      default:
-        out += "\\u00";
-        out += kHex[c >> 4];
-        out += kHex[c & 0xf];
-    }
-  }
-  out.append(s.data() + run, s.size() - run);
-  out += '"';
-}
 
 // Compact JSON text from parser events; `enabled` false writes nothing.
 class Writer {
@@ -63,14 +37,14 @@ class Writer {
   void Key(std::string_view key) {
     if (!enabled_) return;
     Separate();
-    AppendQuoted(out_, key);
+    AppendJsonQuoted(out_, key);
     out_ += ':';
     after_key_ = true;
   }
   void String(std::string_view s) {
     if (!enabled_) return;
     Separate();
-    AppendQuoted(out_, s);
+    AppendJsonQuoted(out_, s);
   }
   // A number's text, a literal, or a whole value's JSON text.
   void Raw(std::string_view json) {

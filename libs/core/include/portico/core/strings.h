@@ -50,4 +50,8 @@ inline std::string PercentEncode(std::string_view s) {
   return out;
 }
 
+/// Appends `s` as a JSON string literal: quotes, backslashes and control
+/// characters escaped, everything else (UTF-8 included) as it is.
+void AppendJsonQuoted(std::string& out, std::string_view s);
+
 }  // namespace portico
