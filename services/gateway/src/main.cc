@@ -111,7 +111,7 @@ std::vector<Var> Vars() {
       {.name = "PORTICO_MAX_CONNECTIONS", .kind = Kind::kInt, .default_value = "10000",
        .help = "open connections at most; a connection beyond is answered 503 and closed",
        .min = 1, .max = 1'000'000},
-      {.name = "PORTICO_MAX_IN_FLIGHT", .kind = Kind::kInt, .default_value = "1000",
+      {.name = "PORTICO_MAX_IN_FLIGHT", .kind = Kind::kInt, .default_value = "4096",
        .help = "requests handled at once at most; beyond: 503", .min = 1, .max = 1'000'000},
       {.name = "PORTICO_MAX_JSON_DEPTH", .kind = Kind::kInt, .default_value = "72",
        .help = "deepest nesting of arrays/objects in a request body (deeper: 400)", .min = 1,

@@ -60,7 +60,7 @@ struct GatewayOptions {
   // answered 503 + Retry-After and closed; a request beyond max_in_flight
   // (being handled at once, gateway-wide) is answered 503 + Retry-After.
   std::size_t max_connections = 10'000;
-  std::size_t max_in_flight = 1'000;
+  std::size_t max_in_flight = 4'096;
   std::size_t max_json_depth = 72;  // deeper request bodies: 400
   double rate_limit = 0;            // requests per second per client; 0: off
   double rate_burst = 50;           // requests a client may save up
