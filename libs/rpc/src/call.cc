@@ -231,6 +231,12 @@ void Call::PropagateTo(grpc::ClientContext* downstream) const {
                            std::chrono::duration_cast<std::chrono::system_clock::duration>(left));
 }
 
+Error ServiceBusy() {
+  Error busy = Error::Unavailable("the service is busy; try again shortly");
+  busy.retry_after_seconds = 1;
+  return busy;
+}
+
 grpc::Status RecordCall(grpc::ServerContextBase* ctx, std::string_view method, Deadline start,
                         grpc::Status status, const std::string& user_id) {
   // A call the client gave up on is recorded as such, whatever the handler
@@ -296,9 +302,7 @@ grpc::ServerUnaryReactor* Serve(grpc::CallbackServerContext* ctx, std::string_vi
         reactor->Finish(Run(ctx, method, start, handler));
       });
   if (!queued) {
-    Error busy = Error::Unavailable("the service is busy; try again shortly");
-    busy.retry_after_seconds = 1;
-    reactor->Finish(RecordCall(ctx, method, start, ToGrpcStatus(busy), {}));
+    reactor->Finish(RecordCall(ctx, method, start, ToGrpcStatus(ServiceBusy()), {}));
   }
   return reactor;
 }

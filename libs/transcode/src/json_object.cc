@@ -120,10 +120,7 @@ class Handler {
     Dest dest;
     if (!Enter(Kind::kObject, &dest)) return Fail(ec);
     if (dest == Dest::kRaw) {
-      if (++raw_depth_ > kMaxJsonObjectDepth) {
-        return Fail(ec, raw_path_,
-                    "must not nest deeper than " + std::to_string(kMaxJsonObjectDepth) + " levels");
-      }
+      if (!Deeper(ec)) return false;
       raw_keys_.emplace_back();
       raw_.BeginObject();
       return true;
@@ -149,10 +146,7 @@ class Handler {
     Dest dest;
     if (!Enter(Kind::kArray, &dest)) return Fail(ec);
     if (dest == Dest::kRaw) {
-      if (++raw_depth_ > kMaxJsonObjectDepth) {
-        return Fail(ec, raw_path_,
-                    "must not nest deeper than " + std::to_string(kMaxJsonObjectDepth) + " levels");
-      }
+      if (!Deeper(ec)) return false;
       raw_.BeginArray();
       return true;
     }
@@ -349,6 +343,13 @@ class Handler {
       out_.Raw(json);
     }
     return true;
+  }
+
+  // One level deeper inside a json_object value; false past its limit.
+  bool Deeper(bj::error_code& ec) {
+    if (++raw_depth_ <= kMaxJsonObjectDepth) return true;
+    return Fail(ec, raw_path_,
+                "must not nest deeper than " + std::to_string(kMaxJsonObjectDepth) + " levels");
   }
 
   bool Fail(bj::error_code& ec) {

@@ -196,9 +196,7 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::Change>, public W
     self->self_ = self;
     const bool queued = executor.TrySubmit([self, req, &verifier] { self->Open(*req, verifier); });
     if (!queued) {
-      Error busy = Error::Unavailable("the service is busy; try again shortly");
-      busy.retry_after_seconds = 1;
-      self->FinishWith(rpc::ToGrpcStatus(busy));
+      self->FinishWith(rpc::ToGrpcStatus(rpc::ServiceBusy()));
     }
     return self.get();
   }

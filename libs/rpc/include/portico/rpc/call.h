@@ -97,6 +97,10 @@ class Call {
 grpc::Status Handle(grpc::ServerContextBase* ctx, std::string_view method,
                     const std::function<Status(Call&)>& handler);
 
+/// The answer to a call no worker can take: kUnavailable "the service is
+/// busy", retry after 1 s (the server's overload, never kResourceExhausted).
+Error ServiceBusy();
+
 /// What Handle does once a call has finished, for calls that do not go
 /// through it (streams): turns the status into CANCELLED if the client went
 /// away, counts it, writes the access-log line (in the current log
