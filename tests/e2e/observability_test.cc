@@ -230,8 +230,11 @@ TEST(Observability, OneTraceIdFollowsARequestThroughEveryServiceAndTheOutbox) {
     return false;
   };
   ASSERT_TRUE(Eventually([&] {
+    std::set<std::string> users_spans;  // the DeleteMe call's and the outbox delivery's
+    for (const auto& f : lines_of("users")) users_spans.insert(StrOr(f, "span_id"));
     return has_rpc("data", "portico.data.v1.DataAdmin/PurgeOwner") &&
-           has_rpc("users", "portico.users.v1.UserService/DeleteMe") && has_access_line();
+           has_rpc("users", "portico.users.v1.UserService/DeleteMe") && has_access_line() &&
+           users_spans.size() >= 2;
   })) << RunningStack().Logs();
 
   std::map<std::string, std::set<std::string>> spans;  // process -> span ids
